@@ -1,0 +1,42 @@
+# Two commands set up a fresh machine: `make demo` and `make test`.
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
+# The CPU build of torch lies on local disk; an unpinned torch would download GBs of CUDA wheels.
+TORCH := torch==2.13.0
+
+.PHONY: demo test test-all bench install dev clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e . $(TORCH)
+	touch $@
+
+$(DEV_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q $(TORCH)
+	$(BIN)/pip install -q -e '.[dev]' $(TORCH)
+	touch $(STAMP) $@
+
+install: $(STAMP)
+dev: $(DEV_STAMP)
+
+demo: $(STAMP)
+	$(BIN)/stoker demo
+
+test: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
+
+test-all: $(DEV_STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+bench: $(DEV_STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) build dist src/*.egg-info

@@ -1,0 +1,75 @@
+"""stoker: reproducible ML training recipes on PyTorch.
+
+Public names are resolved lazily so that ``import stoker`` (and ``stoker --help``) stays
+fast and never imports torch until something needs it.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_LAZY: dict[str, str] = {
+    # config
+    "Config": "stoker.config.builders",
+    "Partial": "stoker.config.builders",
+    "build": "stoker.config.build",
+    "konfig": "stoker.config.konfig",
+    "cli": "stoker.config.compat",
+    "ConfigManager": "stoker.config.compat",
+    "parse_config_and_overrides": "stoker.config.compat",
+    "load_omegaconf_yaml": "stoker.config.compat",
+    "apply_hydra_overrides": "stoker.config.compat",
+    "omegaconf_to_dataclass": "stoker.config.compat",
+    # user entrypoints
+    "entrypoint": "stoker.cli.entrypoint",
+    "factory": "stoker.cli.entrypoint",
+    "main": "stoker.cli.entrypoint",
+    # artifacts and registry
+    "Artifact": "stoker.artifacts.types",
+    "DataBlendsArtifact": "stoker.artifacts.types",
+    "PretrainBlendsArtifact": "stoker.artifacts.types",
+    "SFTDataArtifact": "stoker.artifacts.types",
+    "SplitJsonlDataArtifact": "stoker.artifacts.types",
+    "ModelArtifact": "stoker.artifacts.types",
+    "InputDatasetInfo": "stoker.artifacts.types",
+    "TrackingInfo": "stoker.artifacts.types",
+    "print_step_complete": "stoker.artifacts.types",
+    "init": "stoker.artifacts.registry",
+    "get_config": "stoker.artifacts.registry",
+    "is_initialized": "stoker.artifacts.registry",
+    "Registry": "stoker.artifacts.registry",
+    "ArtifactRegistry": "stoker.artifacts.registry",
+    "ArtifactEntry": "stoker.artifacts.registry",
+    "ArtifactVersion": "stoker.artifacts.registry",
+    # tracking
+    "LineageTracker": "stoker.track.lineage",
+    "NoOpTracker": "stoker.track.lineage",
+    "WandbTracker": "stoker.track.lineage",
+    "MlflowTracker": "stoker.track.lineage",
+    "get_lineage_tracker": "stoker.track.lineage",
+    "set_lineage_tracker": "stoker.track.lineage",
+    "init_wandb_if_configured": "stoker.track.wandb_utils",
+    "add_wandb_tags": "stoker.track.wandb_utils",
+    "finish_wandb": "stoker.track.wandb_utils",
+    "to_wandb_uri": "stoker.track.wandb_utils",
+    "tokenizer_to_uri": "stoker.track.wandb_utils",
+}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stoker' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if module.endswith("." + name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,116 @@
+"""The ``stoker`` command: a thin shell that parses arguments, calls library code and maps
+errors to exit codes (0 ok, 1 run failed, 2 bad input, 130 interrupted).
+
+Each command group lives in its own module exposing ``register(app)``; those modules import
+only typer at module level so that ``stoker --help`` never pays for torch or hydra.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import typer
+
+from stoker import __version__
+
+# Modules that add commands to the root app, in help order.
+COMMAND_MODULES = (
+    "stoker.cli.train_cmd",
+    "stoker.cli.data_cmd",
+    "stoker.cli.config_cmd",
+    "stoker.cli.artifacts_cmd",
+)
+
+_VERBOSE_ENV = "STOKER_VERBOSE"
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"stoker {__version__}")
+        raise typer.Exit(0)
+
+
+def build_app() -> typer.Typer:
+    app = typer.Typer(
+        name="stoker",
+        help="Reproducible ML training recipes on PyTorch.",
+        no_args_is_help=True,
+        add_completion=False,
+        pretty_exceptions_enable=False,
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+
+    @app.callback()
+    def _root(
+        version: bool = typer.Option(
+            False, "--version", callback=_version_callback, is_eager=True,
+            help="Print the version and exit.",
+        ),
+        verbose: bool = typer.Option(
+            False, "--verbose", "-v", help="Show Python tracebacks for errors."
+        ),
+    ) -> None:
+        if verbose:
+            os.environ[_VERBOSE_ENV] = "1"
+
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
+    return app
+
+
+def run_click(command, args: list[str], prog_name: str) -> int:
+    """Run a click/typer command and turn every outcome into an exit code.
+
+    Shared by the ``stoker`` command and user scripts built with ``stoker.main``.
+    """
+    import click
+
+    try:
+        rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.exceptions.UsageError as e:
+        e.show()
+        return 2
+    except click.exceptions.ClickException as e:
+        e.show()
+        return 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        print_error("interrupted", None)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the one place that maps errors to exit codes
+        return report_exception(e)
+    return rv if isinstance(rv, int) else 0
+
+
+def report_exception(e: BaseException) -> int:
+    """Print an error the way a user should see it and return its exit code."""
+    from stoker.errors import StokerError
+
+    verbose = bool(os.environ.get(_VERBOSE_ENV))
+    if isinstance(e, StokerError):
+        print_error(str(e), e if verbose else None)
+        return e.exit_code
+    # Not a user mistake: a bug or a failure inside the run. Show the traceback.
+    print_error(f"run failed: {type(e).__name__}: {e}", e)
+    return 1
+
+
+def print_error(message: str, exc: BaseException | None) -> None:
+    if exc is not None:
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    sys.stderr.write(f"error: {message}\n")
+    sys.stderr.flush()
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = typer.main.get_command(build_app())
+    sys.exit(run_click(command, args, prog_name="stoker"))
+
+
+if __name__ == "__main__":
+    main()
