@@ -1,1 +1,51 @@
-"""stoker.config"""
+"""stoker.config: one config tree (OmegaConf), one way from config to objects (``build``).
+
+Load YAML/TOML/JSON with file:line tracking, compose with Hydra defaults lists and
+overrides, resolve ``${oc.env:..}``/``${art:..}``/references, validate against target
+signatures and schemas (every problem at once), build, and export back to any format.
+
+Names resolve lazily so that importing :mod:`stoker.config` costs nothing until used.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_LAZY: dict[str, str] = {
+    "load": "stoker.config.sources",
+    "loads": "stoker.config.sources",
+    "source_of": "stoker.config.sources",
+    "compose": "stoker.config.compose",
+    "apply_overrides": "stoker.config.overrides",
+    "validate": "stoker.config.validate",
+    "to_typed": "stoker.config.validate",
+    "build": "stoker.config.build",
+    "save": "stoker.config.export",
+    "dumps": "stoker.config.export",
+    "to_container": "stoker.config.export",
+    "Config": "stoker.config.builders",
+    "Partial": "stoker.config.builders",
+    "ConfigDict": "stoker.config.builders",
+    "ref": "stoker.config.builders",
+    "factory": "stoker.config.factories",
+    "set_art_resolver": "stoker.config.resolvers",
+    "konfig": "stoker.config.konfig",
+    "recipes": "stoker.config.recipes",
+    "resolvers": "stoker.config.resolvers",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stoker.config' has no attribute {name!r}")
+    mod = importlib.import_module(module)
+    value = mod if module.endswith("." + name) else getattr(mod, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

@@ -1,0 +1,161 @@
+"""Turn ``_target_`` strings into callables and callables into ``_target_`` strings.
+
+A target is ``pkg.mod.Name`` (Hydra style) or ``pkg.mod:Name.attr``. Failures say which
+module could not be imported and why, so that a typo and a missing dependency look different.
+"""
+from __future__ import annotations
+
+import functools
+import importlib
+import inspect
+import sys
+from typing import Any, Callable
+
+from stoker.errors import ConfigError
+
+# Keys of a ``_target_`` node that are not arguments of the target.
+RESERVED = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+
+
+class TargetError(ConfigError):
+    """A ``_target_`` cannot be imported; ``reason`` is the sentence for the user."""
+
+    def __init__(self, target: str, reason: str):
+        self.target = target
+        self.reason = reason
+        super().__init__(f"cannot import target '{target}': {reason}")
+
+
+def target_name(obj: Any) -> str:
+    """Dotted path of a class or function, as written in ``_target_``."""
+    if isinstance(obj, str):
+        return obj
+    if isinstance(obj, functools.partial):
+        return target_name(obj.func)
+    module = getattr(obj, "__module__", None)
+    qualname = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", None)
+    if not module or not qualname:
+        raise ConfigError(f"{obj!r} has no importable name; use a module-level class or function")
+    if "<locals>" in qualname:
+        raise ConfigError(
+            f"{module}.{qualname} is defined inside a function and cannot be imported by name; "
+            "move it to module level")
+    return f"{module}.{qualname}"
+
+
+@functools.lru_cache(maxsize=1024)
+def import_target(path: str) -> Any:
+    """Import ``pkg.mod.Name`` / ``pkg.mod:Name`` and return the object."""
+    if not isinstance(path, str) or not path.strip():
+        raise TargetError(str(path), "a target must be a non-empty dotted path like 'torch.nn.Linear'")
+    path = path.strip()
+    if ":" in path:
+        mod_name, _, attr = path.partition(":")
+        module = _import_module(path, mod_name)
+        return _getattr_chain(path, module, mod_name, attr.split("."))
+    parts = path.split(".")
+    if any(not p.isidentifier() for p in parts):
+        raise TargetError(path, "not a valid dotted Python path")
+    # Longest importable module prefix, then attributes.
+    last_error: BaseException | None = None
+    for i in range(len(parts), 0, -1):
+        mod_name = ".".join(parts[:i])
+        if mod_name in sys.modules:
+            module = sys.modules[mod_name]
+        else:
+            try:
+                module = importlib.import_module(mod_name)
+            except ModuleNotFoundError as e:
+                # A missing *prefix* module means "try a shorter prefix"; a missing dependency
+                # inside an existing module is the real reason and must be reported.
+                if e.name and not mod_name.startswith(e.name) and e.name != mod_name:
+                    raise TargetError(path, f"importing module '{mod_name}' failed: {e}") from None
+                last_error = e
+                continue
+            except Exception as e:  # noqa: BLE001 - report why the user's module fails
+                raise TargetError(
+                    path, f"importing module '{mod_name}' failed: {type(e).__name__}: {e}") from None
+        return _getattr_chain(path, module, mod_name, parts[i:])
+    raise TargetError(path, f"no module named '{parts[0]}'" if last_error else "not found")
+
+
+def _import_module(path: str, mod_name: str) -> Any:
+    try:
+        return importlib.import_module(mod_name)
+    except ModuleNotFoundError as e:
+        raise TargetError(path, f"no module named '{e.name or mod_name}'") from None
+    except Exception as e:  # noqa: BLE001
+        raise TargetError(path, f"importing module '{mod_name}' failed: {type(e).__name__}: {e}") from None
+
+
+def _getattr_chain(path: str, obj: Any, mod_name: str, attrs: list[str]) -> Any:
+    owner = mod_name
+    for attr in attrs:
+        if not hasattr(obj, attr):
+            import difflib
+
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(attr, names, n=1)
+            hint = f" Did you mean '{close[0]}'?" if close else ""
+            raise TargetError(path, f"'{owner}' has no attribute '{attr}'.{hint}")
+        obj = getattr(obj, attr)
+        owner = f"{owner}.{attr}"
+    return obj
+
+
+def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """The call signature of a class or function, or None when Python cannot tell."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def accepts_any_kwargs(sig: inspect.Signature) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.parameters.values())
+
+
+def keyword_names(sig: inspect.Signature) -> list[str]:
+    return [n for n, p in sig.parameters.items()
+            if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+
+
+def type_hints_of(fn: Any) -> dict[str, Any]:
+    """Resolved annotations of a callable's parameters; unresolvable ones are left out."""
+    import typing
+
+    target = fn.__init__ if inspect.isclass(fn) and "__init__" in _own_dict(fn) else fn
+    if inspect.isclass(fn) and _is_dataclass_or_model(fn):
+        target = fn
+    try:
+        return typing.get_type_hints(target, include_extras=True)
+    except Exception:  # noqa: BLE001 - annotations that cannot be evaluated are skipped
+        out: dict[str, Any] = {}
+        sig = signature_of(fn)
+        if sig is None:
+            return out
+        for name, p in sig.parameters.items():
+            if p.annotation is not inspect.Parameter.empty and not isinstance(p.annotation, str):
+                out[name] = p.annotation
+        return out
+
+
+def _own_dict(cls: type) -> dict[str, Any]:
+    for klass in cls.__mro__:
+        if "__init__" in vars(klass):
+            return vars(klass)
+    return {}
+
+
+def _is_dataclass_or_model(cls: type) -> bool:
+    import dataclasses
+
+    return dataclasses.is_dataclass(cls) or hasattr(cls, "model_fields")
+
+
+def suggest(word: str, choices: list[str] | set[str]) -> str:
+    """`` Did you mean 'x'?`` or an empty string."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)
+    return f" Did you mean '{close[0]}'?" if close else ""

@@ -1,0 +1,546 @@
+"""Raw text/JSONL/Parquet/HF-datasets -> memory-mapped token shards (``stoker data prepare``).
+
+How it stays fast, safe and deterministic:
+
+1. Everything the user can get wrong (paths, ratios, tokenizer, output directory, dtype) is
+   checked before the output directory is touched.
+2. One streaming pass reads every input for its SHA-256 and cuts large files at newlines
+   into units of about ``shard_size_mb`` (the cut points depend only on the inputs).
+3. Each unit is tokenized (in ``workers`` processes) and committed on its own: shard files
+   are written atomically, then a per-unit marker. A re-run with the same inputs and
+   settings skips committed units; a unit's bytes never depend on the worker count.
+4. ``metadata.json`` is written last; its presence is what "finished" means.
+
+A malformed input found mid-way (a bad JSONL line) removes the partial output, so a user
+error never leaves a half-written dataset; a crash or Ctrl-C keeps it for resuming.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stoker.data._io import atomic_write_bytes, atomic_write_json, fsync_dir, read_json
+from stoker.data.shards import FORMAT, SPLITS, WORK_DIR, pick_dtype, shard_name
+from stoker.data.sources import (
+    InputSpec,
+    ReadStats,
+    Source,
+    Unit,
+    expand_inputs,
+    plan_units,
+    read_piece,
+    scan_source,
+)
+from stoker.errors import DataError, Interrupted
+
+TYPES = ("char", "subword")
+
+
+@dataclass
+class Progress:
+    """What a progress display needs; passed to the ``progress`` callback after each step."""
+
+    phase: str  # scan | tokenize | done
+    total_bytes: int = 0
+    done_bytes: int = 0
+    total_units: int = 0
+    done_units: int = 0
+    resumed_units: int = 0
+    documents: int = 0
+    tokens: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+
+ProgressFn = Callable[[Progress], None]
+
+
+# ------------------------------------------------------------------------------ validation
+
+
+def parse_split_ratios(value: str | Sequence[float]) -> tuple[float, ...]:
+    """``"0.9,0.05,0.05"`` -> (0.9, 0.05, 0.05): 1-3 non-negative numbers summing to 1."""
+    if isinstance(value, str):
+        try:
+            ratios = tuple(float(x) for x in value.replace(" ", "").split(",") if x != "")
+        except ValueError as e:
+            raise DataError(f"--split-ratios {value!r}: not a comma-separated list of numbers "
+                            "(example: 0.9,0.05,0.05)") from e
+    else:
+        ratios = tuple(float(x) for x in value)
+    if not 1 <= len(ratios) <= 3:
+        raise DataError(f"--split-ratios {value!r}: give 1 to 3 ratios (train,valid,test), "
+                        "for example 0.9,0.05,0.05")
+    if any(r < 0 or math.isnan(r) for r in ratios):
+        raise DataError(f"--split-ratios {value!r}: ratios must not be negative")
+    if abs(sum(ratios) - 1.0) > 1e-6:
+        raise DataError(f"--split-ratios {value!r}: ratios sum to {sum(ratios):g}, they must sum "
+                        "to 1 (for example 0.9,0.05,0.05)")
+    if ratios[0] <= 0:
+        raise DataError(f"--split-ratios {value!r}: the train ratio must be above 0")
+    return ratios
+
+
+def _as_specs(inputs: Any, text_field: str) -> list[InputSpec]:
+    if isinstance(inputs, (str, os.PathLike, InputSpec)):
+        inputs = [inputs]
+    out = []
+    for x in inputs:
+        out.append(x if isinstance(x, InputSpec) else InputSpec(str(x), text_field=text_field))
+    return out
+
+
+# --------------------------------------------------------------------------- output state
+
+
+def _output_state(out: Path) -> str:
+    """'absent' | 'empty' | 'finished' | 'unfinished' | 'foreign'."""
+    if not out.exists():
+        return "absent"
+    if not out.is_dir():
+        return "foreign"
+    if (out / "metadata.json").is_file():
+        return "finished"
+    if (out / WORK_DIR / "plan.json").is_file():
+        return "unfinished"
+    if not any(out.iterdir()) or all(p.name == WORK_DIR for p in out.iterdir()):
+        return "empty"
+    return "foreign"
+
+
+def _clear_dataset(out: Path) -> None:
+    """Remove what a prepare wrote in ``out`` (only stoker's own entries)."""
+    for name in ("metadata.json", "tokenizer", *SPLITS, WORK_DIR):
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+# --------------------------------------------------------------------------------- worker
+
+_W: dict[str, Any] = {}
+
+
+def _worker_init(ctx: dict[str, Any]) -> None:
+    os.environ.setdefault("RAYON_NUM_THREADS", str(ctx.get("threads", 1)))
+    os.environ["TOKENIZERS_PARALLELISM"] = "true" if ctx.get("threads", 1) > 1 else "false"
+    from stoker.data.tokenizers import load_tokenizer
+
+    _W.clear()
+    _W.update(ctx)
+    _W["sources"] = [Source(**s) for s in ctx["sources"]]
+    _W["tokenizer"] = load_tokenizer(Path(ctx["out"]) / "tokenizer")
+
+
+def _worker_run(unit_json: dict[str, Any]) -> dict[str, Any]:
+    return _process_unit(Unit.from_json(unit_json), _W)
+
+
+def _split_points(n: int, doc_starts, ratios: Sequence[float]) -> list[int]:
+    """Cut a unit's token stream by ``ratios``; snap to a document boundary when one is near."""
+    import numpy as np
+
+    cuts, acc = [0], 0.0
+    for r in ratios[:-1]:
+        acc += r
+        c = int(round(acc * n))
+        if len(doc_starts) > 1:
+            j = int(np.searchsorted(doc_starts, c))
+            best = None
+            for k in (j - 1, j):
+                if 0 <= k < len(doc_starts):
+                    d = int(doc_starts[k])
+                    if best is None or abs(d - c) < abs(best - c):
+                        best = d
+            # snap only when close (1% of the unit) and no non-empty split becomes empty
+            if best is not None and abs(best - c) <= 0.01 * n and (best > cuts[-1] or r == 0):
+                c = best
+        cuts.append(max(c, cuts[-1]))
+    cuts.append(n)
+    return cuts
+
+
+def _process_unit(unit: Unit, ctx: dict[str, Any]) -> dict[str, Any]:
+    """Tokenize one unit and commit its shards atomically, then its marker. Returns the marker."""
+    import numpy as np
+
+    out = Path(ctx["out"])
+    tok = ctx["tokenizer"]
+    sources: list[Source] = ctx["sources"]
+    dtype = np.dtype(ctx["dtype"]).newbyteorder("<")
+    eos = tok.eos_id if ctx["append_eos"] else None
+    stats = ReadStats()
+    texts: list[str] = []
+    starts_doc: list[bool] = []
+    ends_doc: list[bool] = []
+    for piece in unit.pieces:
+        src = sources[piece.source]
+        before = stats.documents
+        for t in read_piece(src, piece, skip_bad_lines=ctx["skip_bad_lines"], stats=stats):
+            texts.append(t)
+            if src.format == "text":
+                starts_doc.append(piece.starts_doc)
+                ends_doc.append(piece.ends_doc)
+            else:
+                starts_doc.append(True)
+                ends_doc.append(True)
+        del before
+    flat, lengths = tok.encode_to_array(texts)
+    ends = np.asarray(ends_doc, dtype=bool)
+    if eos is not None and len(texts):
+        # insert eos after each document end: build with one allocation
+        extra = ends.astype(np.int64)
+        total = int(lengths.sum() + extra.sum())
+        buf = np.empty(total, dtype=np.int64)
+        seg_end = np.cumsum(lengths + extra)
+        seg_start = seg_end - lengths - extra
+        # positions of each token of flat in buf
+        shift = np.repeat(seg_start - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
+        pos = np.arange(len(flat), dtype=np.int64) + shift
+        buf[pos] = flat
+        buf[seg_end[ends] - 1] = eos
+        flat = buf
+        lengths = lengths + extra
+    if len(flat) and int(flat.max(initial=0)) >= ctx["vocab_size"]:
+        raise DataError(f"token id {int(flat.max())} >= vocab size {ctx['vocab_size']}")
+    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64) if len(texts) else \
+        np.zeros(0, np.int64)
+    doc_starts = offsets[np.asarray(starts_doc, dtype=bool)] if len(texts) else offsets
+    # pieces that are empty documents contribute nothing but could duplicate offsets
+    doc_starts = np.unique(doc_starts[doc_starts < len(flat)])
+    tokens = flat.astype(dtype, copy=False)
+    cuts = _split_points(len(tokens), doc_starts, ctx["ratios"])
+    marker: dict[str, Any] = {"unit": unit.index, "bytes": stats.bytes, "documents": stats.documents,
+                              "bad_lines": stats.bad_lines, "tokens": int(len(tokens)), "shards": {}}
+    fsync = ctx.get("fsync", True)
+    for split, a, b in zip(ctx["splits"], cuts[:-1], cuts[1:]):
+        if b <= a:
+            continue
+        part = np.ascontiguousarray(tokens[a:b])
+        lo, hi = np.searchsorted(doc_starts, [a, b])
+        idx = doc_starts[lo:hi] - a
+        if len(idx) == 0 or idx[0] != 0:
+            idx = np.concatenate(([0], idx))
+        idx = idx.astype("<i8")
+        d = out / split
+        d.mkdir(exist_ok=True)
+        name = shard_name(unit.index)
+        data = part.tobytes()
+        atomic_write_bytes(d / f"{name}.bin", data, fsync=fsync)
+        atomic_write_bytes(d / f"{name}.idx", idx.tobytes(), fsync=fsync)
+        marker["shards"][split] = {
+            "file": f"{split}/{name}.bin", "index": f"{split}/{name}.idx",
+            "tokens": int(b - a), "documents": int(len(idx)),
+            "sha256": hashlib.sha256(data).hexdigest(),
+        }
+    atomic_write_json(out / WORK_DIR / f"unit-{unit.index:05d}.json", marker, fsync=fsync)
+    return marker
+
+
+def _marker_valid(out: Path, marker_path: Path) -> dict[str, Any] | None:
+    try:
+        m = read_json(marker_path)
+    except (OSError, ValueError):
+        return None
+    import numpy as np
+
+    for s in m.get("shards", {}).values():
+        f = out / s["file"]
+        try:
+            if f.stat().st_size != s["tokens"] * np.dtype(_dtype_of(out)).itemsize:
+                return None
+        except OSError:
+            return None
+        if not (out / s["index"]).is_file():
+            return None
+    return m
+
+
+def _dtype_of(out: Path) -> str:
+    return read_json(out / WORK_DIR / "plan.json")["dtype"]
+
+
+# ---------------------------------------------------------------------------------- main
+
+
+def prepare(
+    inputs: Any,
+    output_dir: str | Path,
+    *,
+    type: str = "char",
+    tokenizer_path: str | Path | None = None,
+    tokenizer: Any = None,
+    split_ratios: str | Sequence[float] = (0.9, 0.05, 0.05),
+    workers: int | None = None,
+    text_field: str = "text",
+    skip_bad_lines: bool = False,
+    dtype: str = "auto",
+    overwrite: bool = False,
+    shard_size_mb: float = 4.0,
+    append_eos: bool = True,
+    command: Sequence[str] | str | None = None,
+    progress: ProgressFn | None = None,
+    fsync: bool = True,
+) -> Path:
+    """Prepare ``inputs`` into token shards under ``output_dir`` and return its path.
+
+    ``inputs``: a path/glob/directory, an :class:`InputSpec`, or a list of them (a blend file
+    is turned into InputSpecs with weights by :func:`stoker.data.blend.read_blend_file`).
+    Re-running with the same inputs and settings resumes an unfinished output and returns
+    a finished one untouched.
+    """
+    from stoker import __version__
+    from stoker.data.tokenizers import CharTokenizer, load_tokenizer
+
+    t0 = time.monotonic()
+    if type not in TYPES:
+        raise DataError(f"unknown --type {type!r}; use one of: {', '.join(TYPES)}")
+    ratios = parse_split_ratios(split_ratios)
+    if shard_size_mb <= 0:
+        raise DataError(f"--shard-size-mb must be above 0, got {shard_size_mb}")
+    shard_bytes = max(1, int(shard_size_mb * (1 << 20)))
+    if workers is not None and workers < 1:
+        raise DataError(f"--workers must be at least 1, got {workers}")
+    nworkers = workers or os.cpu_count() or 1
+
+    if tokenizer is None and tokenizer_path is not None:
+        tokenizer = load_tokenizer(tokenizer_path)
+    if type == "subword" and tokenizer is None:
+        raise DataError("--type subword needs --tokenizer-path (a tokenizer.json, a SentencePiece "
+                        ".model, or a directory from `stoker data train-tokenizer`)")
+    if tokenizer is not None:
+        pick_dtype(tokenizer.vocab_size, dtype)  # fail early on a too-small dtype
+
+    specs = _as_specs(inputs, text_field)
+    sources = expand_inputs(specs)
+    out = Path(output_dir).expanduser().resolve()
+    for s in sources:
+        if Path(s.path).is_relative_to(out):
+            raise DataError(f"input {s.path} lies inside the output directory {out}; "
+                            "choose another --output-dir")
+
+    state = _output_state(out)
+    if state == "foreign":
+        raise DataError(f"--output-dir {out} exists and is not a stoker dataset (it is a file or "
+                        "holds other files); choose a new or empty directory")
+
+    prog = Progress("scan", total_bytes=sum(s.size for s in sources))
+    emit = progress or (lambda p: None)
+    emit(prog)
+    for s in sources:
+        scan_source(s, shard_bytes)
+        prog.done_bytes += s.size
+        emit(prog)
+    if all(s.size == 0 for s in sources):
+        raise DataError("the input is empty: " + ", ".join(s.path for s in sources[:5]))
+
+    units = plan_units(sources, shard_bytes)
+    splits = list(SPLITS[: len(ratios)])
+    if tokenizer is None:  # char vocabulary built from the corpus
+        tokenizer = CharTokenizer(_corpus_chars(sources, units, skip_bad_lines))
+        if tokenizer.vocab_size <= len(CharTokenizer.SPECIALS):
+            raise DataError("the input holds no text: " + ", ".join(s.path for s in sources[:5]))
+    out_dtype = pick_dtype(tokenizer.vocab_size, dtype)
+
+    settings = {
+        "type": type, "split_ratios": list(ratios), "splits": splits,
+        "shard_size_mb": shard_size_mb, "dtype": out_dtype, "append_eos": append_eos,
+        "skip_bad_lines": skip_bad_lines,
+    }
+    fingerprint = _fingerprint(sources, settings, tokenizer)
+
+    if state == "finished":
+        try:
+            old = read_json(out / "metadata.json").get("fingerprint")
+        except (OSError, ValueError):
+            old = None
+        if old == fingerprint and not overwrite:
+            prog.phase = "done"
+            emit(prog)
+            return out
+        if not overwrite:
+            raise DataError(f"--output-dir {out} already holds a different prepared dataset; "
+                            "pass --overwrite to replace it or choose another directory")
+        _clear_dataset(out)
+        state = "empty"
+    elif state == "unfinished":
+        old = read_json(out / WORK_DIR / "plan.json").get("fingerprint")
+        if old != fingerprint:
+            if not overwrite:
+                raise DataError(f"--output-dir {out} holds an unfinished prepare of different inputs "
+                                "or settings; pass --overwrite to start over or choose another directory")
+            _clear_dataset(out)
+            state = "empty"
+
+    created = state == "absent"
+    work = out / WORK_DIR
+    work.mkdir(parents=True, exist_ok=True)
+    if state != "unfinished":
+        tokenizer.save(out / "tokenizer")
+        atomic_write_json(work / "plan.json", {
+            "fingerprint": fingerprint, "dtype": out_dtype, "units": len(units),
+        }, fsync=fsync)
+
+    # which units are already committed?
+    done: dict[int, dict[str, Any]] = {}
+    for u in units:
+        mp = work / f"unit-{u.index:05d}.json"
+        if mp.is_file():
+            m = _marker_valid(out, mp)
+            if m is not None:
+                done[u.index] = m
+    pending = [u for u in units if u.index not in done]
+    prog.phase = "tokenize"
+    prog.total_units = len(units)
+    prog.total_bytes = sum(u.nbytes for u in units)
+    prog.done_units = prog.resumed_units = len(done)
+    prog.done_bytes = sum(u.nbytes for u in units if u.index in done)
+    prog.documents = sum(m["documents"] for m in done.values())
+    prog.tokens = sum(m["tokens"] for m in done.values())
+    prog.started = time.monotonic()
+    emit(prog)
+
+    ctx = {
+        "out": str(out), "dtype": out_dtype, "append_eos": append_eos, "ratios": list(ratios),
+        "splits": splits, "skip_bad_lines": skip_bad_lines, "vocab_size": tokenizer.vocab_size,
+        "fsync": fsync,
+    }
+
+    def on_done(u: Unit, m: dict[str, Any]) -> None:
+        done[u.index] = m
+        prog.done_units += 1
+        prog.done_bytes += u.nbytes
+        prog.documents += m["documents"]
+        prog.tokens += m["tokens"]
+        emit(prog)
+
+    try:
+        nproc = min(nworkers, len(pending))
+        if nproc <= 1:
+            local = dict(ctx, tokenizer=tokenizer, sources=sources)
+            for u in pending:
+                on_done(u, _process_unit(u, local))
+        else:
+            _run_pool(nproc, ctx, sources, pending, on_done)
+    except DataError:
+        # a user error in the input: leave nothing half-written
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        else:
+            _clear_dataset(out)
+        raise
+    except KeyboardInterrupt as e:
+        raise Interrupted(f"interrupted; {len(done)}/{len(units)} shards of {out} are committed. "
+                          "Run the same command again to finish.") from e
+
+    metadata = _metadata(out, sources, units, done, settings, tokenizer, fingerprint, command,
+                         __version__, time.monotonic() - t0)
+    if metadata["splits"]["train"]["tokens"] == 0:
+        _clear_dataset(out) if not created else shutil.rmtree(out, ignore_errors=True)
+        raise DataError("the input produced no tokens (every document was empty or skipped)")
+    atomic_write_json(out / "metadata.json", metadata)
+    shutil.rmtree(work, ignore_errors=True)
+    fsync_dir(out)
+    prog.phase = "done"
+    emit(prog)
+    return out
+
+
+def _run_pool(nproc, ctx, sources, pending, on_done) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+
+    wctx = dict(ctx, sources=[s.__dict__ for s in sources], threads=1)
+    with ProcessPoolExecutor(nproc, mp_context=mp.get_context("spawn"), initializer=_worker_init,
+                             initargs=(wctx,)) as ex:
+        todo = list(pending)
+        inflight: dict[Any, Unit] = {}
+        try:
+            while todo or inflight:
+                while todo and len(inflight) < 2 * nproc:
+                    u = todo.pop(0)
+                    inflight[ex.submit(_worker_run, u.to_json())] = u
+                finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                for f in finished:
+                    u = inflight.pop(f)
+                    on_done(u, f.result())
+        except BaseException:
+            for f in inflight:
+                f.cancel()
+            raise
+
+
+def _corpus_chars(sources: list[Source], units: list[Unit], skip_bad_lines: bool) -> set[str]:
+    from stoker.data.tokenizers import char_set
+
+    stats = ReadStats()
+
+    def texts():
+        for u in units:
+            for p in u.pieces:
+                yield from read_piece(sources[p.source], p, skip_bad_lines=skip_bad_lines, stats=stats)
+
+    return char_set(texts())
+
+
+def _fingerprint(sources: list[Source], settings: dict[str, Any], tokenizer: Any) -> str:
+    h = hashlib.sha256()
+    h.update(FORMAT.encode())
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    for s in sources:
+        h.update(json.dumps([s.format, s.size, s.sha256, s.text_field if s.format != "text" else None,
+                             s.weight], sort_keys=True).encode())
+    h.update(json.dumps(tokenizer.describe(), sort_keys=True).encode())
+    if getattr(tokenizer, "chars", None) is not None:
+        h.update("".join(tokenizer.chars).encode("utf-8", "surrogatepass"))
+    for attr in ("tok", "model_bytes"):
+        obj = getattr(tokenizer, attr, None)
+        if obj is not None:
+            h.update(obj.to_str().encode() if attr == "tok" else obj)
+    return h.hexdigest()
+
+
+def _metadata(out, sources, units, done, settings, tokenizer, fingerprint, command, version,
+              seconds) -> dict[str, Any]:
+    splits: dict[str, Any] = {}
+    for split in settings["splits"]:
+        shards = [done[u.index]["shards"][split] for u in units if split in done[u.index]["shards"]]
+        splits[split] = {
+            "tokens": sum(s["tokens"] for s in shards),
+            "documents": sum(s["documents"] for s in shards),
+            "shards": shards,
+        }
+    if isinstance(command, (list, tuple)):
+        command = " ".join(_quote(c) for c in command)
+    return {
+        "format": FORMAT,
+        "stoker_version": version,
+        "command": command or "stoker.data.prepare.prepare(...)",
+        "fingerprint": fingerprint,
+        "dtype": settings["dtype"],
+        "vocab_size": tokenizer.vocab_size,
+        "eos_id": tokenizer.eos_id,
+        "tokenizer": {**tokenizer.describe(), "path": "tokenizer"},
+        "settings": settings,
+        "total_tokens": sum(s["tokens"] for s in splits.values()),
+        "documents": sum(done[u.index]["documents"] for u in units),
+        "bad_lines_skipped": sum(done[u.index]["bad_lines"] for u in units),
+        "input_bytes": sum(u.nbytes for u in units),
+        "splits": splits,
+        "sources": [s.describe() for s in sources],
+    }
+
+
+def _quote(s: str) -> str:
+    import shlex
+
+    return shlex.quote(str(s))

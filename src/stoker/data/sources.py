@@ -1,0 +1,421 @@
+"""Finding input files and cutting them into deterministic work units.
+
+Why units: ``prepare`` tokenizes and commits one unit at a time, so a crash redoes only
+unfinished units, and any number of workers produces byte-identical shards (a unit's
+content depends only on the inputs and ``shard_bytes``, never on who processes it).
+
+Formats: plain text (one file = one document), JSONL (one line = one document, field
+``text_field``), Parquet (one row = one document), and a local Hugging Face ``datasets``
+directory written by ``save_to_disk`` (its Arrow files are read with pyarrow, no download).
+Large text/JSONL files are cut at newlines into pieces of about ``shard_bytes``.
+"""
+from __future__ import annotations
+
+import glob as _glob
+import hashlib
+import json
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stoker.errors import DataError
+
+TEXT_SUFFIXES_SKIP = {".pyc", ".pyo", ".so", ".o", ".a", ".dll", ".exe", ".bin", ".idx",
+                      ".png", ".jpg", ".jpeg", ".gif", ".zip", ".gz", ".bz2", ".xz", ".whl",
+                      ".npy", ".npz", ".pt", ".pkl", ".safetensors"}
+
+
+@dataclass
+class Source:
+    """One input file, fully described in metadata.json (path, size, SHA-256)."""
+
+    path: str
+    format: str  # text | jsonl | parquet | arrow
+    size: int
+    sha256: str = ""
+    text_field: str | None = None
+    weight: float = 1.0
+    name: str = ""
+    rows: int | None = None  # parquet/arrow
+    cuts: list[list[int]] = field(default_factory=list)  # text/jsonl: [start, end, first_line]
+
+    def describe(self) -> dict[str, Any]:
+        d = {"path": self.path, "format": self.format, "size": self.size, "sha256": self.sha256}
+        if self.text_field and self.format != "text":
+            d["text_field"] = self.text_field
+        if self.weight != 1.0:
+            d["weight"] = self.weight
+        if self.name:
+            d["name"] = self.name
+        if self.rows is not None:
+            d["rows"] = self.rows
+        return d
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A slice of one source: byte range (text/jsonl) or row range (parquet/arrow)."""
+
+    source: int
+    start: int
+    end: int
+    first_line: int = 1
+    starts_doc: bool = True
+    ends_doc: bool = True
+    repeat: int = 0
+    keep: float = 1.0  # fraction of documents kept (blend weights below 1)
+
+
+@dataclass
+class Unit:
+    index: int
+    pieces: list[Piece]
+    nbytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "nbytes": self.nbytes, "pieces": [asdict(p) for p in self.pieces]}
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> Unit:
+        return cls(d["index"], [Piece(**p) for p in d["pieces"]], d["nbytes"])
+
+
+@dataclass
+class InputSpec:
+    """One entry the user gave: a path, glob or directory, with its options."""
+
+    path: str
+    text_field: str = "text"
+    weight: float = 1.0
+    name: str = ""
+
+
+# ------------------------------------------------------------------------------ discovery
+
+
+def _is_hf_dataset_dir(p: Path) -> bool:
+    return (p / "state.json").is_file() or (p / "dataset_dict.json").is_file()
+
+
+def _format_of(p: Path) -> str:
+    s = p.suffix.lower()
+    if s in (".jsonl", ".ndjson") or p.name.endswith(".jsonl.txt"):
+        return "jsonl"
+    if s == ".parquet":
+        return "parquet"
+    return "text"
+
+
+def _hf_arrow_files(d: Path) -> list[Path]:
+    """The Arrow files of a ``save_to_disk`` directory (Dataset or DatasetDict), in order."""
+    if (d / "dataset_dict.json").is_file():
+        try:
+            splits = json.loads((d / "dataset_dict.json").read_text())["splits"]
+        except (ValueError, KeyError) as e:
+            raise DataError(f"{d / 'dataset_dict.json'}: not a datasets DatasetDict file ({e})") from e
+        out: list[Path] = []
+        for s in splits:
+            out.extend(_hf_arrow_files(d / s))
+        return out
+    try:
+        state = json.loads((d / "state.json").read_text())
+        files = [d / f["filename"] for f in state["_data_files"]]
+    except (ValueError, KeyError, TypeError) as e:
+        raise DataError(f"{d / 'state.json'}: not a datasets save_to_disk directory ({e})") from e
+    for f in files:
+        if not f.is_file():
+            raise DataError(f"{d}: data file {f.name} listed in state.json is missing")
+    return files
+
+
+def expand_inputs(specs: Sequence[InputSpec]) -> list[Source]:
+    """Turn paths, globs and directories into an ordered list of sources.
+
+    Order is deterministic: inputs in the order given, files of a directory or glob sorted
+    by path. Hidden files and obvious binaries inside directories are skipped.
+    """
+    out: list[Source] = []
+    if not specs:
+        raise DataError("no input given; pass --input-path PATH (a file, glob or directory)")
+    for spec in specs:
+        raw = os.path.expanduser(spec.path)
+        paths: list[Path]
+        if any(ch in raw for ch in "*?["):
+            paths = [Path(p) for p in sorted(_glob.glob(raw, recursive=True))]
+            paths = [p for p in paths if p.is_file() or (p.is_dir() and _is_hf_dataset_dir(p))]
+            if not paths:
+                raise DataError(f"--input-path {spec.path!r}: the glob matches no file")
+        else:
+            p = Path(raw)
+            if not p.exists():
+                raise DataError(f"--input-path {spec.path}: no such file or directory")
+            paths = [p]
+        for p in paths:
+            out.extend(_expand_one(p, spec))
+    if not out:
+        raise DataError("the inputs hold no files to read: " + ", ".join(s.path for s in specs))
+    return out
+
+
+def _expand_one(p: Path, spec: InputSpec) -> list[Source]:
+    if p.is_dir():
+        if _is_hf_dataset_dir(p):
+            return [_source(f, "arrow", spec) for f in _hf_arrow_files(p)]
+        files = []
+        for root, dirs, names in os.walk(p):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+            for n in sorted(names):
+                f = Path(root) / n
+                if n.startswith(".") or f.suffix.lower() in TEXT_SUFFIXES_SKIP:
+                    continue
+                files.append(f)
+        files.sort(key=lambda f: str(f))
+        if not files:
+            raise DataError(f"--input-path {p}: the directory holds no readable files")
+        return [_source(f, _format_of(f), spec) for f in files]
+    return [_source(p, _format_of(p), spec)]
+
+
+def _source(p: Path, fmt: str, spec: InputSpec) -> Source:
+    try:
+        size = p.stat().st_size
+    except OSError as e:
+        raise DataError(f"cannot read input {p}: {e.strerror}") from e
+    if not os.access(p, os.R_OK):
+        raise DataError(f"cannot read input {p}: permission denied")
+    return Source(path=str(p.resolve()), format=fmt, size=size, text_field=spec.text_field,
+                  weight=spec.weight, name=spec.name)
+
+
+# ------------------------------------------------------------------------------- planning
+
+
+def scan_source(src: Source, shard_bytes: int) -> None:
+    """Read a source once: SHA-256, and (text/jsonl) newline cut points every ``shard_bytes``.
+
+    Fills ``src.sha256`` and ``src.cuts`` / ``src.rows``.
+    """
+    h = hashlib.sha256()
+    if src.format in ("text", "jsonl"):
+        cuts: list[list[int]] = []
+        start, line, pos = 0, 1, 0
+        line_at_start = 1
+        target = shard_bytes
+        try:
+            f = open(src.path, "rb")
+        except OSError as e:
+            raise DataError(f"cannot read input {src.path}: {e.strerror}") from e
+        with f:
+            while True:
+                block = f.read(1 << 22)
+                if not block:
+                    break
+                h.update(block)
+                bpos = 0
+                while True:
+                    want = start + target - pos  # offset in this block where a cut may start
+                    if want >= len(block):
+                        break
+                    j = block.find(b"\n", max(want, bpos))
+                    if j < 0:
+                        break
+                    cut = pos + j + 1
+                    line += block.count(b"\n", bpos, j + 1)
+                    cuts.append([start, cut, line_at_start])
+                    start, line_at_start, bpos = cut, line, j + 1
+                line += block.count(b"\n", bpos)
+                pos += len(block)
+        if pos > start or not cuts:
+            cuts.append([start, pos, line_at_start])
+        src.cuts = cuts
+        src.size = pos
+    elif src.format == "parquet":
+        import pyarrow.parquet as pq
+
+        src.sha256 = _sha_file(src.path, h)
+        try:
+            pf = pq.ParquetFile(src.path)
+        except Exception as e:  # pyarrow raises ArrowInvalid/OSError variants
+            raise DataError(f"{src.path}: not a readable Parquet file ({e})") from e
+        names = pf.schema_arrow.names
+        if src.text_field not in names:
+            raise DataError(f"{src.path}: no column {src.text_field!r} (columns: {', '.join(names)}); "
+                            "pass --text-field NAME")
+        src.rows = pf.metadata.num_rows
+        # one cut per row group, merged up to shard_bytes by the unit planner
+        cuts, acc = [], 0
+        for g in range(pf.num_row_groups):
+            n = pf.metadata.row_group(g).num_rows
+            sz = pf.metadata.row_group(g).total_byte_size
+            cuts.append([g, g + 1, acc, sz])
+            acc += n
+        src.cuts = cuts
+        return
+    elif src.format == "arrow":
+        src.sha256 = _sha_file(src.path, h)
+        table = _open_arrow(src.path)
+        if src.text_field not in table.column_names:
+            raise DataError(f"{src.path}: no column {src.text_field!r} (columns: "
+                            f"{', '.join(table.column_names)}); pass --text-field NAME")
+        src.rows = table.num_rows
+        per_row = max(1, src.size // max(1, table.num_rows))
+        step = max(1, shard_bytes // per_row)
+        src.cuts = [[a, min(a + step, table.num_rows), a, (min(a + step, table.num_rows) - a) * per_row]
+                    for a in range(0, table.num_rows, step)]
+        return
+    src.sha256 = h.hexdigest()
+
+
+def _sha_file(path: str, h) -> str:
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(1 << 22)
+            if not b:
+                break
+            h.update(b)
+    return h.hexdigest()
+
+
+def _open_arrow(path: str):
+    import pyarrow as pa
+
+    try:
+        return pa.ipc.open_stream(pa.memory_map(path, "r")).read_all()
+    except Exception:  # noqa: BLE001 - try the other Arrow container before giving up
+        try:
+            return pa.ipc.open_file(pa.memory_map(path, "r")).read_all()
+        except Exception as e:  # pyarrow raises ArrowInvalid
+            raise DataError(f"{path}: not a readable Arrow file ({e})") from e
+
+
+def plan_units(sources: Sequence[Source], shard_bytes: int) -> list[Unit]:
+    """Group source pieces into units of about ``shard_bytes`` of input, in input order."""
+    import math
+
+    units: list[Unit] = []
+    cur: list[Piece] = []
+    cur_bytes = 0
+
+    def flush():
+        nonlocal cur, cur_bytes
+        if cur:
+            units.append(Unit(len(units), cur, cur_bytes))
+            cur, cur_bytes = [], 0
+
+    for si, src in enumerate(sources):
+        reps = max(1, math.ceil(src.weight)) if src.weight > 0 else 0
+        for r in range(reps):
+            keep = 1.0 if r < math.floor(src.weight) else src.weight - math.floor(src.weight)
+            if src.format in ("text", "jsonl"):
+                last = len(src.cuts) - 1
+                for k, (a, b, line) in enumerate(src.cuts):
+                    if cur and cur_bytes + (b - a) > shard_bytes:
+                        flush()
+                    text_doc = src.format == "text"
+                    cur.append(Piece(si, a, b, line, starts_doc=(k == 0) or not text_doc,
+                                     ends_doc=(k == last) or not text_doc, repeat=r, keep=keep))
+                    cur_bytes += b - a
+            else:
+                for a, b, _row0, sz in src.cuts:
+                    if cur and cur_bytes + sz > shard_bytes:
+                        flush()
+                    cur.append(Piece(si, a, b, 1, repeat=r, keep=keep))
+                    cur_bytes += sz
+    flush()
+    return units
+
+
+# -------------------------------------------------------------------------------- reading
+
+
+@dataclass
+class ReadStats:
+    bad_lines: int = 0
+    documents: int = 0
+    bytes: int = 0
+
+
+def _keep_doc(piece: Piece, key: int) -> bool:
+    if piece.keep >= 1.0:
+        return True
+    h = hashlib.blake2b(f"{piece.source}:{piece.repeat}:{key}".encode(), digest_size=8).digest()
+    return int.from_bytes(h, "little") / 2**64 < piece.keep
+
+
+def read_piece(src: Source, piece: Piece, *, skip_bad_lines: bool, stats: ReadStats) -> Iterator[str]:
+    """Yield the documents (or, for a cut text file, the document part) of one piece."""
+    if src.format in ("text", "jsonl"):
+        try:
+            with open(src.path, "rb") as f:
+                f.seek(piece.start)
+                data = f.read(piece.end - piece.start)
+        except OSError as e:
+            raise DataError(f"cannot read input {src.path}: {e.strerror}") from e
+        stats.bytes += len(data)
+        if src.format == "text":
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError as e:
+                line = piece.first_line + data.count(b"\n", 0, e.start)
+                raise DataError(f"{src.path}:{line}: not UTF-8 text (byte offset "
+                                f"{piece.start + e.start}); convert the file to UTF-8") from e
+            if _keep_doc(piece, piece.start):
+                if piece.starts_doc:
+                    stats.documents += 1
+                yield text
+            return
+        yield from _read_jsonl(src, piece, data, skip_bad_lines, stats)
+        return
+    if src.format == "parquet":
+        import pyarrow.parquet as pq
+
+        pf = pq.ParquetFile(src.path)
+        col = pf.read_row_groups(list(range(piece.start, piece.end)), columns=[src.text_field]).column(0)
+    else:
+        col = _open_arrow(src.path).column(src.text_field).slice(piece.start, piece.end - piece.start)
+    stats.bytes += col.nbytes
+    for k, v in enumerate(col.to_pylist()):
+        if not isinstance(v, str):
+            if skip_bad_lines:
+                stats.bad_lines += 1
+                continue
+            raise DataError(f"{src.path}: row {piece.start + k}: field {src.text_field!r} is "
+                            f"{type(v).__name__}, not text; pass --skip-bad-lines to skip such rows")
+        if _keep_doc(piece, piece.start + k):
+            stats.documents += 1
+            yield v
+
+
+def _read_jsonl(src: Source, piece: Piece, data: bytes, skip_bad: bool, stats: ReadStats) -> Iterator[str]:
+    field_ = src.text_field or "text"
+    for k, raw in enumerate(data.split(b"\n")):
+        if not raw.strip():
+            continue
+        line = piece.first_line + k
+        try:
+            obj = json.loads(raw)
+        except ValueError as e:
+            if skip_bad:
+                stats.bad_lines += 1
+                continue
+            raise DataError(f"{src.path}:{line}: not valid JSON ({e}); fix the line or pass "
+                            "--skip-bad-lines to skip bad lines") from e
+        if not isinstance(obj, dict) or field_ not in obj:
+            if skip_bad:
+                stats.bad_lines += 1
+                continue
+            have = ", ".join(map(str, obj)) if isinstance(obj, dict) else type(obj).__name__
+            raise DataError(f"{src.path}:{line}: no field {field_!r} (has: {have}); pass "
+                            "--text-field NAME or --skip-bad-lines")
+        v = obj[field_]
+        if not isinstance(v, str):
+            if skip_bad:
+                stats.bad_lines += 1
+                continue
+            raise DataError(f"{src.path}:{line}: field {field_!r} is {type(v).__name__}, not text; "
+                            "pass --skip-bad-lines to skip such lines")
+        if _keep_doc(piece, line):
+            stats.documents += 1
+            yield v

@@ -1,0 +1,192 @@
+"""Autoregressive generation for stoker's language models (GPT with a KV cache, RNN with its
+hidden state), and a text-in/text-out convenience.
+
+A model takes part by having ``forward(input_ids, *, cache=None) -> {"logits": ...}`` and
+``new_cache(batch_size, max_len)``; with a cache each step feeds only the newest token.
+Without one (``use_cache=False``, or a model without ``new_cache``) every step re-runs the
+whole (cropped) context: slower, and a reference the cached path is tested against.
+
+Sampling draws from a private ``torch.Generator`` when ``seed`` is given, so generating a
+sample during training never disturbs the training RNG stream.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from stoker.errors import UserError
+
+__all__ = ["generate", "sample_text", "sample_next"]
+
+
+def _check(max_new_tokens: int, temperature: float, top_k: int | None,
+           top_p: float | None) -> None:
+    if max_new_tokens < 0:
+        raise UserError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if temperature < 0:
+        raise UserError(f"temperature must be >= 0 (0 means greedy), got {temperature}")
+    if top_k is not None and top_k <= 0:
+        raise UserError(f"top_k must be a positive integer or None, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise UserError(f"top_p must be in (0, 1], got {top_p}")
+
+
+def sample_next(
+    logits: Tensor,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    generator: torch.Generator | None = None,
+) -> Tensor:
+    """Pick the next token ``[B, 1]`` from last-position logits ``[B, V]``."""
+    if temperature == 0.0:
+        return logits.argmax(dim=-1, keepdim=True)
+    logits = logits.float() / temperature
+    if top_k is not None and top_k < logits.shape[-1]:
+        kth = torch.topk(logits, top_k, dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p is not None and top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+        cum = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        # drop a token when the mass before it already reaches top_p (keeps at least one)
+        drop_sorted = (cum - sorted_logits.softmax(dim=-1)) >= top_p
+        drop = drop_sorted.scatter(-1, order, drop_sorted)
+        logits = logits.masked_fill(drop, float("-inf"))
+    probs = logits.softmax(dim=-1)
+    return torch.multinomial(probs, 1, generator=generator)
+
+
+def _context_limit(model: nn.Module) -> int | None:
+    cfg = getattr(model, "config", None)
+    return getattr(cfg, "max_seq_len", None)
+
+
+@torch.no_grad()
+def generate(
+    model: nn.Module,
+    input_ids: Tensor,
+    max_new_tokens: int,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    use_cache: bool = True,
+    seed: int | None = None,
+    eos_id: int | None = None,
+) -> Tensor:
+    """Continue ``input_ids`` (``[B, T]`` or ``[T]``) by up to ``max_new_tokens`` tokens.
+
+    Returns prompt + continuation, ``[B, T + n]`` (``[T + n]`` for a 1-D prompt).
+    ``temperature=0`` is greedy. With ``eos_id`` a row that produced it keeps emitting
+    ``eos_id`` and generation stops once every row has; so ``n <= max_new_tokens``.
+    A GPT's context is cropped to its last ``max_seq_len`` tokens when the text grows
+    longer (the cache is then rebuilt each step, exactly as the uncached path does).
+    """
+    _check(max_new_tokens, temperature, top_k, top_p)
+    squeeze = input_ids.dim() == 1
+    if squeeze:
+        input_ids = input_ids.unsqueeze(0)
+    if input_ids.dim() != 2 or input_ids.shape[1] == 0:
+        raise UserError(f"input_ids must be [B, T] with T >= 1, got {list(input_ids.shape)}")
+    device = next(model.parameters()).device
+    ids = input_ids.to(device=device, dtype=torch.long)
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+
+    was_training = model.training
+    model.eval()
+    try:
+        out = _generate(model, ids, max_new_tokens, temperature, top_k, top_p,
+                        use_cache and hasattr(model, "new_cache"), generator, eos_id)
+    finally:
+        model.train(was_training)
+    return out[0] if squeeze else out
+
+
+def _generate(
+    model: nn.Module,
+    ids: Tensor,
+    max_new_tokens: int,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    use_cache: bool,
+    generator: torch.Generator | None,
+    eos_id: int | None,
+) -> Tensor:
+    B, T0 = ids.shape
+    limit = _context_limit(model)
+    # Preallocated output buffer: no torch.cat per step.
+    out = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=ids.device)
+    out[:, :T0] = ids
+    done = torch.zeros(B, dtype=torch.bool, device=ids.device) if eos_id is not None else None
+    cache: Any = None
+    if use_cache:
+        cache = model.new_cache(B, limit if limit is not None else None)
+    n = T0  # tokens in `out` so far
+    fed = 0  # tokens of `out` already in the cache
+    for _ in range(max_new_tokens):
+        if cache is not None:
+            if limit is not None and n > limit:
+                # context overflow: positions shift, so recompute the cropped window
+                cache.reset()
+                logits = model(out[:, n - limit : n], cache=cache)["logits"]
+                fed = n
+            else:
+                logits = model(out[:, fed:n], cache=cache)["logits"]
+                fed = n
+        else:
+            start = n - limit if limit is not None and n > limit else 0
+            logits = model(out[:, start:n])["logits"]
+        nxt = sample_next(logits[:, -1, :], temperature=temperature, top_k=top_k, top_p=top_p,
+                          generator=generator)
+        if done is not None:
+            nxt = nxt.masked_fill(done.unsqueeze(1), eos_id)
+            done |= nxt.squeeze(1) == eos_id
+        out[:, n : n + 1] = nxt
+        n += 1
+        if done is not None and bool(done.all()):
+            break
+    return out[:, :n]
+
+
+def sample_text(
+    model: nn.Module,
+    tokenizer: Any,
+    prompt: str,
+    max_new_tokens: int = 200,
+    *,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = 0,
+    use_cache: bool = True,
+    stop_at_eos: bool = True,
+) -> str:
+    """Encode ``prompt``, generate, and decode prompt + continuation to text.
+
+    ``tokenizer`` needs ``encode(str) -> list[int]`` and ``decode(list[int]) -> str``
+    (stoker's tokenizers, or anything shaped like them). An empty prompt starts from the
+    tokenizer's ``bos_id``/``eos_id`` when it has one, else from token 0.
+    """
+    ids = list(tokenizer.encode(prompt)) if prompt else []
+    eos = getattr(tokenizer, "eos_id", None) if stop_at_eos else None
+    if not ids:
+        start = getattr(tokenizer, "bos_id", None)
+        if start is None:
+            start = getattr(tokenizer, "eos_id", None)
+        ids = [start if start is not None else 0]
+    x = torch.tensor([ids], dtype=torch.long)
+    y = generate(model, x, max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                 use_cache=use_cache, seed=seed, eos_id=eos)
+    toks = y[0].tolist()
+    if prompt == "":
+        toks = toks[1:]
+    if eos is not None and eos in toks[len(ids):]:
+        toks = toks[: len(ids) + toks[len(ids):].index(eos)]
+    return tokenizer.decode(toks)

@@ -1,0 +1,245 @@
+"""A Llama-style GPT: RMSNorm, rotary embeddings, SwiGLU, grouped-query attention, KV cache.
+
+Written for speed on CPU as much as on GPU: the query/key/value projections are one matmul,
+the SwiGLU gate and up projections are one matmul, rotary embeddings are applied to queries
+and keys in a single pass, and attention is ``scaled_dot_product_attention`` (GQA without
+repeating keys). The layout maps one to one onto ``transformers``' ``LlamaForCausalLM``
+(see :mod:`stoker.models.hf`), including the "rotate half" rotary convention.
+
+Forward contract: ``model(input_ids) -> {"logits": Tensor[B, T, V]}``. For generation,
+pass a :class:`KVCache` from :meth:`GPT.new_cache` as ``cache=``; the call appends the new
+keys/values and advances the cache position.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from stoker.errors import UserError
+from stoker.models.config import GPTConfig
+
+__all__ = ["GPT", "GPTConfig", "KVCache"]
+
+
+class RMSNorm(nn.Module):
+    """Root-mean-square norm (no mean subtraction, no bias), as in Llama."""
+
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[Tensor, Tensor]:
+    """cos and signed sin tables ``[max_len, head_dim]`` for the rotate-half convention.
+
+    ``rotate_half(x) * sin == roll(x, head_dim/2) * signed_sin``, so applying the rotation
+    costs one roll, two multiplies and one add.
+    """
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
+    t = torch.arange(max_len, dtype=torch.float64)
+    freqs = torch.outer(t, inv_freq)  # [L, hd/2]
+    cos = torch.cat([freqs.cos(), freqs.cos()], dim=-1)
+    sin = freqs.sin()
+    signed_sin = torch.cat([-sin, sin], dim=-1)
+    return cos.float(), signed_sin.float()
+
+
+def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate ``x[..., T, heads, hd]`` by position; ``cos``/``sin`` are ``[T, 1, hd]``."""
+    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
+
+
+class KVCache:
+    """Preallocated keys and values of every layer, ``[B, n_kv_heads, max_len, head_dim]``.
+
+    ``pos`` is how many positions are filled; a forward pass with ``cache=`` writes its
+    keys/values at ``pos`` and advances it once all layers ran.
+    """
+
+    def __init__(
+        self,
+        n_layers: int,
+        batch_size: int,
+        n_kv_heads: int,
+        max_len: int,
+        head_dim: int,
+        *,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        shape = (batch_size, n_kv_heads, max_len, head_dim)
+        self.k = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.v = [torch.zeros(shape, device=device, dtype=dtype) for _ in range(n_layers)]
+        self.max_len = max_len
+        self.pos = 0
+
+    def reset(self) -> None:
+        self.pos = 0
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.n_kv_heads = cfg.kv_heads
+        self.head_dim = cfg.head_dim
+        self.dropout = cfg.dropout
+        qkv_out = (cfg.n_heads + 2 * cfg.kv_heads) * cfg.head_dim
+        self.wqkv = nn.Linear(cfg.dim, qkv_out, bias=cfg.bias)
+        self.wo = nn.Linear(cfg.n_heads * cfg.head_dim, cfg.dim, bias=cfg.bias)
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(
+        self,
+        x: Tensor,
+        cos: Tensor,
+        sin: Tensor,
+        cache: KVCache | None = None,
+        layer: int = 0,
+        mask: Tensor | None = None,
+    ) -> Tensor:
+        B, T, _ = x.shape
+        H, K, hd = self.n_heads, self.n_kv_heads, self.head_dim
+        qkv = self.wqkv(x).view(B, T, H + 2 * K, hd)
+        if cos.dtype != qkv.dtype:  # bf16/fp16 weights or autocast
+            cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
+        qk = apply_rope(qkv[:, :, : H + K], cos, sin)  # one pass for queries and keys
+        q = qk[:, :, :H].transpose(1, 2)
+        k = qk[:, :, H:].transpose(1, 2)
+        v = qkv[:, :, H + K :].transpose(1, 2)
+        is_causal = T > 1
+        if cache is not None:
+            start = cache.pos
+            cache.k[layer][:B, :, start : start + T] = k
+            cache.v[layer][:B, :, start : start + T] = v
+            k = cache.k[layer][:B, :, : start + T]
+            v = cache.v[layer][:B, :, : start + T]
+            if start > 0:
+                is_causal = False  # queries sit after the cached prefix: explicit mask
+        gqa = {"enable_gqa": True} if K != H else {}
+        y = F.scaled_dot_product_attention(
+            q,
+            k,
+            v,
+            attn_mask=mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal and mask is None,
+            **gqa,
+        )
+        y = y.transpose(1, 2).reshape(B, T, H * hd)
+        return self.resid_drop(self.wo(y))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.hidden = cfg.hidden_dim
+        self.w13 = nn.Linear(cfg.dim, 2 * self.hidden, bias=cfg.bias)  # gate and up, fused
+        self.w2 = nn.Linear(self.hidden, cfg.dim, bias=cfg.bias)
+        self.drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: Tensor) -> Tensor:
+        gate, up = self.w13(x).split(self.hidden, dim=-1)
+        return self.drop(self.w2(F.silu(gate) * up))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        self.attn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.attn = Attention(cfg)
+        self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.ffn = SwiGLU(cfg)
+
+    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+                mask: Tensor | None) -> Tensor:
+        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer, mask)
+        return x + self.ffn(self.ffn_norm(x))
+
+
+class GPT(nn.Module):
+    """Decoder-only transformer language model (Llama architecture)."""
+
+    def __init__(self, cfg: GPTConfig) -> None:
+        super().__init__()
+        if cfg.vocab_size is None:
+            raise UserError(
+                "model.vocab_size is not set: set it in the config or let the trainer fill "
+                "it from the prepared dataset's metadata"
+            )
+        self.config = cfg
+        self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.layers = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.norm = RMSNorm(cfg.dim, cfg.norm_eps)
+        self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
+        if cfg.tie_weights:
+            self.lm_head.weight = self.tok_emb.weight
+        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
+        # Derived from the config, so kept out of the state dict.
+        self.register_buffer("rope_cos", cos, persistent=False)
+        self.register_buffer("rope_sin", sin, persistent=False)
+        self.reset_parameters()
+
+    @torch.no_grad()
+    def reset_parameters(self) -> None:
+        """Deterministic init from the global torch RNG (the caller seeds it).
+
+        Normal(0, init_std) for linear and embedding weights, residual output projections
+        scaled by 1/sqrt(2 * n_layers) (GPT-2), zero biases, unit norm weights.
+        """
+        std = self.config.init_std
+        resid_std = std / math.sqrt(2 * self.config.n_layers)
+        for name, p in self.named_parameters():
+            if name.endswith("norm.weight"):
+                p.fill_(1.0)
+            elif name.endswith(".bias"):
+                p.zero_()
+            elif name.endswith(("wo.weight", "w2.weight")):
+                p.normal_(0.0, resid_std)
+            else:  # named_parameters() yields a tied weight once
+                p.normal_(0.0, std)
+
+    def new_cache(self, batch_size: int, max_len: int | None = None) -> KVCache:
+        """An empty KV cache on this model's device and dtype."""
+        cfg = self.config
+        w = self.tok_emb.weight
+        return KVCache(
+            cfg.n_layers,
+            batch_size,
+            cfg.kv_heads,
+            min(max_len or cfg.max_seq_len, cfg.max_seq_len),
+            cfg.head_dim,
+            device=w.device,
+            dtype=w.dtype,
+        )
+
+    def forward(self, input_ids: Tensor, *, cache: KVCache | None = None) -> dict[str, Any]:
+        B, T = input_ids.shape
+        start = cache.pos if cache is not None else 0
+        limit = cache.max_len if cache is not None else self.config.max_seq_len
+        if start + T > limit:
+            raise UserError(
+                f"sequence of {start + T} tokens is longer than the model's context "
+                f"({limit}); crop the input or raise model.max_seq_len"
+            )
+        cos = self.rope_cos[start : start + T].unsqueeze(1)  # [T, 1, hd]
+        sin = self.rope_sin[start : start + T].unsqueeze(1)
+        mask = None
+        if cache is not None and start > 0 and T > 1:
+            mask = torch.ones(T, start + T, dtype=torch.bool, device=input_ids.device).tril(start)
+        x = self.drop(self.tok_emb(input_ids))
+        for i, layer in enumerate(self.layers):
+            x = layer(x, cos, sin, cache, i, mask)
+        logits = self.lm_head(self.norm(x))
+        if cache is not None:
+            cache.pos = start + T
+        return {"logits": logits}

@@ -1,0 +1,102 @@
+"""Evaluation: run the model over a split and reduce losses and metrics over every process.
+
+Used by the trainer every ``trainer.eval_every`` steps and at the end, and by
+``stoker eval`` on a checkpoint. Metrics keep sums, so the result over several processes
+equals the result of one process over the whole split.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from stoker.train.distributed import DistEnv, all_reduce_sum
+from stoker.train.keys import get_by_key
+
+__all__ = ["evaluate", "model_inputs"]
+
+
+def model_inputs(batch: Mapping[str, Any], spec: Mapping[str, str]) -> dict[str, Any]:
+    """Forward arguments picked from the batch by their key paths."""
+    ctx = {"batch": batch}
+    return {arg: get_by_key(ctx, key) for arg, key in spec.items()}
+
+
+def to_device(batch: Any, device: torch.device) -> Any:
+    if isinstance(batch, torch.Tensor):
+        return batch.to(device, non_blocking=True)
+    if isinstance(batch, Mapping):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    loader: Any,
+    *,
+    inputs: Mapping[str, str],
+    losses: Mapping[str, Any],
+    metrics: Mapping[str, Any],
+    env: DistEnv,
+    autocast: Callable[[], Any] | None = None,
+    max_batches: int | None = None,
+    prefix: str = "eval/",
+) -> dict[str, float]:
+    """Mean loss (weighted by samples) and every metric over ``loader``, on all ranks."""
+    was_training = model.training
+    model.eval()
+    for m in metrics.values():
+        m.reset()
+    sums = torch.zeros(len(losses) + 2, dtype=torch.float64)  # per-loss sums, total, count
+    try:
+        for i, batch in enumerate(loader):
+            if max_batches is not None and i >= max_batches:
+                break
+            batch = to_device(batch, env.device)
+            ctx_cm = autocast() if autocast is not None else None
+            if ctx_cm is not None:
+                with ctx_cm:
+                    preds = model(**model_inputs(batch, inputs))
+            else:
+                preds = model(**model_inputs(batch, inputs))
+            context = {"batch": batch, "preds": preds}
+            n = _batch_len(batch)
+            total = 0.0
+            for j, loss in enumerate(losses.values()):
+                value = loss(**{a: get_by_key(context, k) for a, k in loss.keys.items()}).item()
+                sums[j] += value * n
+                total += loss.weight * value
+            sums[-2] += total * n
+            sums[-1] += n
+            for m in metrics.values():
+                m.update(**{a: get_by_key(context, k) for a, k in m.keys.items()})
+    finally:
+        model.train(was_training)
+    sums = all_reduce_sum(sums.to(env.device), env).cpu()
+    count = float(sums[-1])
+    out: dict[str, float] = {}
+    if count:
+        out[f"{prefix}loss"] = float(sums[-2]) / count
+        if len(losses) > 1:
+            for j, name in enumerate(losses):
+                out[f"{prefix}{name}"] = float(sums[j]) / count
+    for name, m in metrics.items():
+        m.sums = all_reduce_sum(m.sums.to(env.device), env).cpu()
+        out[f"{prefix}{name}"] = m.compute()
+    return out
+
+
+def _batch_len(batch: Any) -> int:
+    if isinstance(batch, Mapping):
+        for v in batch.values():
+            if isinstance(v, torch.Tensor):
+                return int(v.shape[0])
+    if isinstance(batch, torch.Tensor):
+        return int(batch.shape[0])
+    return 1
+

@@ -1,0 +1,204 @@
+"""The run directory, the unit of reproducibility (DESIGN.md section 2).
+
+``outputs/<name>/<run_id>/`` holds ``config.yaml`` (resolved, re-runnable as is),
+``command.txt``, ``env.json`` (versions, git commit and dirty flag), ``metrics.jsonl``,
+``tensorboard/``, ``checkpoints/step-NNNNNNNN/`` and ``logs/``. This module decides which
+directory a run uses (fresh, resumed, or the newest of its name) and writes the
+description files atomically.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stoker.errors import UserError
+
+__all__ = ["RunPlan", "atomic_write_text", "plan_run_dir", "write_run_files", "truncate_metrics"]
+
+CHECKPOINTS = "checkpoints"
+METRICS = "metrics.jsonl"
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Which directory to use and where to resume from (None: fresh start)."""
+
+    run_dir: Path
+    resume_from: Path | None  # a checkpoint step dir or a checkpoints root (latest inside)
+    note: str  # one line for the user: "new run", "resuming ...", ...
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write via a temp file in the same directory + fsync + rename: never half-written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _timestamp() -> str:
+    return time.strftime("%Y%m%d-%H%M%S")
+
+
+def outputs_root() -> Path:
+    return Path(os.environ.get("STOKER_OUTPUTS", "outputs"))
+
+
+def _has_checkpoint(run_dir: Path) -> bool:
+    root = run_dir / CHECKPOINTS
+    return root.is_dir() and any(p.name.startswith("step-") for p in root.iterdir())
+
+
+def _has_run(run_dir: Path) -> bool:
+    return (run_dir / "config.yaml").exists() or _has_checkpoint(run_dir)
+
+
+def _fresh_dir(base: Path) -> Path:
+    """A directory that does not exist yet: base, or base with a numeric suffix."""
+    cand = base
+    n = 1
+    while cand.exists():
+        n += 1
+        cand = base.with_name(f"{base.name}-{n}")
+    return cand
+
+
+def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
+    """Apply the resume rules: auto (default), never, latest, or a PATH."""
+    resume = resume or "auto"
+    if resume not in ("auto", "never", "latest"):
+        path = Path(resume).expanduser()
+        if not path.exists():
+            raise UserError(
+                f"resume={resume}: no such checkpoint or run directory; use resume=auto, "
+                "resume=latest, resume=never or the path of a checkpoints/step-* directory"
+            )
+        if (path / CHECKPOINTS).is_dir():  # a run directory: its latest checkpoint
+            ckpt_root: Path = path / CHECKPOINTS
+            owner = path
+        elif path.name.startswith("step-"):
+            ckpt_root = path
+            owner = path.parent.parent
+        else:
+            ckpt_root = path
+            owner = path.parent
+        run_dir = Path(output_dir) if output_dir else owner
+        return RunPlan(run_dir, ckpt_root, f"resuming from {path}")
+
+    if output_dir:
+        run_dir = Path(output_dir)
+        if resume == "never":
+            if _has_run(run_dir):
+                fresh = _fresh_dir(run_dir.with_name(f"{run_dir.name}-{_timestamp()}"))
+                return RunPlan(fresh, None, f"resume=never: {run_dir} holds a run; "
+                               f"starting fresh in {fresh}")
+            return RunPlan(run_dir, None, "new run")
+        if _has_checkpoint(run_dir):
+            return RunPlan(run_dir, run_dir / CHECKPOINTS, f"resuming in {run_dir}")
+        return RunPlan(run_dir, None, "new run")
+
+    base = outputs_root() / name
+    if resume == "latest":
+        runs = sorted(
+            (p for p in base.glob("*") if p.is_dir() and _has_checkpoint(p)),
+            key=lambda p: (p.stat().st_mtime, p.name),
+        ) if base.is_dir() else []
+        if runs:
+            return RunPlan(runs[-1], runs[-1] / CHECKPOINTS, f"resuming newest run {runs[-1]}")
+        raise UserError(
+            f"resume=latest: no run of '{name}' with a checkpoint under {base}; "
+            "start one first (drop resume=latest) or set output_dir=..."
+        )
+    return RunPlan(_fresh_dir(base / _timestamp()), None, "new run")
+
+
+def _git_info(cwd: Path) -> dict[str, Any]:
+    """Commit and dirty flag of the code's repository (None outside git)."""
+    src = Path(__file__).resolve().parents[3]
+    for where in (cwd, src):
+        try:
+            commit = subprocess.run(
+                ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
+                timeout=5, check=True,
+            ).stdout.strip()
+            status = subprocess.run(
+                ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout
+            return {"commit": commit, "dirty": bool(status.strip()), "root": str(where)}
+        except (OSError, subprocess.SubprocessError):
+            continue
+    return {"commit": None, "dirty": None, "root": None}
+
+
+def environment_info() -> dict[str, Any]:
+    """Versions that decide whether a run can be reproduced bit for bit."""
+    import importlib.metadata as md
+
+    import torch
+
+    def ver(pkg: str) -> str | None:
+        try:
+            return md.version(pkg)
+        except md.PackageNotFoundError:
+            return None
+
+    return {
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "executable": sys.executable,
+        "packages": {p: ver(p) for p in ("stoker", "torch", "numpy", "omegaconf", "pydantic",
+                                          "tokenizers", "safetensors")},
+        "cuda": torch.version.cuda,
+        "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "git": _git_info(Path.cwd()),
+        "hostname": platform.node(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def write_run_files(run_dir: Path, *, config_yaml: str, argv: list[str]) -> None:
+    """config.yaml, command.txt, env.json and the empty logs/ folder."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "logs").mkdir(exist_ok=True)
+    atomic_write_text(run_dir / "config.yaml", config_yaml)
+    atomic_write_text(run_dir / "command.txt", shlex.join(argv) + "\n")
+    atomic_write_text(run_dir / "env.json", json.dumps(environment_info(), indent=2) + "\n")
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop metric records newer than the checkpoint a run resumes from.
+
+    After a crash the log holds steps that are about to be recomputed; keeping them would
+    show each of those steps twice.
+    """
+    path = run_dir / METRICS
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by kill -9
+        if int(rec.get("step", 0)) <= step:
+            kept.append(line)
+    atomic_write_text(path, "".join(x + "\n" for x in kept))
