@@ -15,7 +15,7 @@ _LAZY: dict[str, str] = {
     # config
     "Config": "stoker.config.builders",
     "Partial": "stoker.config.builders",
-    "build": "stoker.config.build",
+    "build": "stoker.config.building",
     "konfig": "stoker.config.konfig",
     "cli": "stoker.config.compat",
     "ConfigManager": "stoker.config.compat",
@@ -44,6 +44,17 @@ _LAZY: dict[str, str] = {
     "ArtifactRegistry": "stoker.artifacts.registry",
     "ArtifactEntry": "stoker.artifacts.registry",
     "ArtifactVersion": "stoker.artifacts.registry",
+    # data
+    "TokenWindowDataset": "stoker.data.datasets",
+    "ResumableSampler": "stoker.data.sampler",
+    "DataBlend": "stoker.data.blend",
+    "PackedSFTDataset": "stoker.data.sft",
+    "load_tokenizer": "stoker.data.tokenizers",
+    "ensure_default_dataset": "stoker.data.corpus",
+    # training pieces (checkpoints, callbacks, loggers)
+    "CheckpointManager": "stoker.train.checkpoint",
+    "Callback": "stoker.train.callbacks",
+    "make_loggers": "stoker.track.loggers",
     # tracking
     "LineageTracker": "stoker.track.lineage",
     "NoOpTracker": "stoker.track.lineage",
@@ -66,7 +77,7 @@ def __getattr__(name: str) -> Any:
     if module is None:
         raise AttributeError(f"module 'stoker' has no attribute {name!r}")
     mod = importlib.import_module(module)
-    value = mod if module.endswith("." + name) else getattr(mod, name)
+    value = getattr(mod, name) if hasattr(mod, name) else mod  # a function beats its module
     globals()[name] = value
     return value
 

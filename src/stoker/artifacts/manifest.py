@@ -7,6 +7,8 @@ filesystem.
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import posixpath
 from dataclasses import dataclass, field
 from typing import Any
@@ -124,8 +126,21 @@ def copy_with_manifest(src_fs: Any, src: str, dst_fs: Any, dst: str) -> Manifest
             made.add(parent)
         with src_fs.open(full, "rb") as fin, dst_fs.open(target, "wb") as fout:
             size, sha = hash_stream(fin, fout)
+            _fsync(fout)
         entries.append(ManifestEntry(path=rel, size=size, sha256=sha))
     return Manifest(files=entries, single_file=single)
+
+
+def _fsync(fobj: Any) -> None:
+    """Data must be on disk before the version marker that makes it visible."""
+    fileno = getattr(fobj, "fileno", None)
+    if fileno is None:
+        return  # object stores: the PUT has completed when close() returns
+    try:
+        fobj.flush()
+        os.fsync(fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass
 
 
 def verify_manifest(fs: Any, root: str, manifest: Manifest) -> VerifyReport:

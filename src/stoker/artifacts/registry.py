@@ -149,7 +149,8 @@ class FsspecRegistry(ArtifactRegistry):
         from stoker.track.run import tracking_info
 
         producer = artifact.producer or tracking_info()
-        record = artifact.model_copy(update={"producer": producer, "name": name}).to_record()
+        absolute = {k: Path(os.path.abspath(v)) for k, v in artifact if isinstance(v, Path)}
+        record = artifact.model_copy(update={**absolute, "producer": producer, "name": name}).to_record()
         hint = self._read_hint(name)
         version = self._top(name, hint) + 1
         while True:
@@ -195,7 +196,8 @@ class FsspecRegistry(ArtifactRegistry):
     def _write_hint(self, name: str, version: int, seen: int) -> None:
         current = self._read_hint(name)
         if version > current:
-            self.store.write_bytes_atomic(self._p(name, "LATEST"), str(version).encode())
+            # A hint: stale, torn or lost, `latest` is still exact (see _top), so no fsync.
+            self.store.write_bytes_atomic(self._p(name, "LATEST"), str(version).encode(), durable=False)
 
     def _exists(self, name: str, version: int) -> bool:
         return version >= 1 and self.store.exists(self._marker(name, version))

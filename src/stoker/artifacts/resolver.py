@@ -23,9 +23,8 @@ def resolve_art(ref: str, field: str | None = None, *, registry: Any = None) -> 
         reg = resolve_registry(registry)
         art = reg.load(ref, Artifact)
     except ArtifactError as e:
-        raise ConfigError(problems=[ConfigProblem(where, f"{e} Publish it first "
-                                                  "(e.g. `stoker data prepare ... --register NAME`) "
-                                                  "or fix the name/version.")]) from None
+        raise _error(where, f"{e} Publish it first (e.g. `stoker data prepare ... --register "
+                            "NAME`) or fix the name/version.") from None
     value: Any = art
     for part in field.split("."):
         if isinstance(value, dict) and part in value:
@@ -38,15 +37,20 @@ def resolve_art(ref: str, field: str | None = None, *, registry: Any = None) -> 
             value = value.uri
         else:
             fields = sorted(set(getattr(type(art), "model_fields", {})) | set(art.extra_fields) | {"uri"})
-            raise ConfigError(problems=[ConfigProblem(
-                where, f"{art.uri} ({art.type}) has no field {field!r}. "
-                       f"Fields: {', '.join(f for f in fields if f != 'extra_fields')}.")])
+            raise _error(where, f"{art.uri} ({art.type}) has no field {field!r}. "
+                                f"Fields: {', '.join(f for f in fields if f != 'extra_fields')}.")
     record_use(art.uri)
     if hasattr(value, "model_dump"):
         return value.model_dump(mode="json")
     if value is not None and not isinstance(value, (str, int, float, bool, list, dict)):
         return str(value)
     return value
+
+
+def _error(where: str, message: str) -> ConfigError:
+    # One line: OmegaConf re-raises resolver errors and keeps only the first line.
+    text = f"{where}: {message}".replace("\n", " ")
+    return ConfigError(text, problems=[ConfigProblem(where, message)])
 
 
 def install() -> bool:

@@ -41,6 +41,7 @@ class Store:
         protocols = self.fs.protocol if isinstance(self.fs.protocol, (tuple, list)) else (self.fs.protocol,)
         self.protocol = protocols[0]
         self.is_local = "file" in protocols or "local" in protocols
+        self.is_s3 = self.protocol in ("s3", "s3a")
         self.root = root.rstrip("/") if root not in ("/", "") else root
         if self.is_local:
             self.root = os.path.abspath(self.root)
@@ -61,6 +62,8 @@ class Store:
             if self.is_local:
                 with open(path, "rb") as f:
                     return f.read()
+            if self.is_s3:
+                return _s3_get(self.fs, path)
             return self.fs.cat_file(path)
         except (FileNotFoundError, NotADirectoryError):
             return None
@@ -81,6 +84,8 @@ class Store:
     def exists(self, path: str) -> bool:
         if self.is_local:
             return os.path.exists(path)
+        if self.is_s3:  # one HEAD on the key; fs.exists would also list a "directory"
+            return _s3_head(self.fs, path)
         return self.fs.exists(path)
 
     def listdir(self, path: str) -> list[str]:
@@ -98,8 +103,10 @@ class Store:
         return sorted(posixpath.basename(e.rstrip("/")) for e in entries)
 
     # -- writes ------------------------------------------------------------------------
-    def write_bytes_atomic(self, path: str, data: bytes) -> None:
-        """Create or replace ``path`` so that readers see the old or the new content only."""
+    def write_bytes_atomic(self, path: str, data: bytes, *, durable: bool = True) -> None:
+        """Create or replace ``path`` so that readers see the old or the new content only.
+
+        ``durable=False`` skips fsync: for hints whose loss or staleness is harmless."""
         if self.is_local:
             d = os.path.dirname(path)
             os.makedirs(d, exist_ok=True)
@@ -107,13 +114,13 @@ class Store:
             try:
                 with open(tmp, "wb") as f:
                     f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
+                    if durable:
+                        f.flush()
+                        os.fsync(f.fileno())
                 os.replace(tmp, path)
             finally:
                 if os.path.exists(tmp):
                     os.unlink(tmp)
-            _fsync_dir(d)
             return
         # A single PUT is atomic on object stores; memory:// swaps a bytes object.
         self.fs.pipe_file(path, data)
@@ -153,7 +160,6 @@ class Store:
     def _check_s3_conditional_writes(self) -> None:
         """Prove once per bucket that the endpoint refuses a second ``If-None-Match`` PUT."""
         bucket = self.root.split("/", 1)[0]
-        key = f"{getattr(self.fs, 'endpoint_url', None) or ''}|{bucket}"
         endpoint = (getattr(self.fs, "client_kwargs", None) or {}).get("endpoint_url", "")
         key = f"{endpoint}|{bucket}"
         if _S3_CHECKED.get(key):
@@ -239,6 +245,36 @@ def _s3_put_if_absent(fs: Any, path: str, data: bytes) -> bool:
         raise RegistryError(f"S3 conditional PUT of {path} failed: {e}") from e
     fs.invalidate_cache(posixpath.dirname(path))
     return True
+
+
+def _s3_get(fs: Any, path: str) -> bytes | None:
+    from fsspec.asyn import sync
+
+    bucket, key, _ = fs.split_path(path)
+    try:
+        resp = sync(fs.loop, fs._call_s3, "get_object", Bucket=bucket, Key=key)
+        return sync(fs.loop, resp["Body"].read)
+    except FileNotFoundError:
+        return None
+    except Exception as e:  # noqa: BLE001 - only "no such key" means absent
+        if _error_code(e) in ("NoSuchKey", "404"):
+            return None
+        raise
+
+
+def _s3_head(fs: Any, path: str) -> bool:
+    from fsspec.asyn import sync
+
+    bucket, key, _ = fs.split_path(path)
+    try:
+        sync(fs.loop, fs._call_s3, "head_object", Bucket=bucket, Key=key)
+        return True
+    except FileNotFoundError:
+        return False
+    except Exception as e:  # noqa: BLE001 - only "not found" means absent
+        if _error_code(e) in ("NoSuchKey", "404", "NotFound"):
+            return False
+        raise
 
 
 def _error_code(e: BaseException) -> str:

@@ -218,12 +218,22 @@ def artifact_types() -> dict[str, type[Artifact]]:
 _TYPES["Artifact"] = Artifact
 
 
+def _drop_ellipsis(value: Any) -> Any:
+    # ``source_datasets=[...]`` is how docs write "fill in later": accept it as empty.
+    if isinstance(value, list):
+        return [v for v in value if v is not Ellipsis]
+    return value
+
+
+SourceList = Annotated[list[InputDatasetInfo], BeforeValidator(_drop_ellipsis)]
+
+
 class DataBlendsArtifact(Artifact):
     """Tokenized data (one or more blended sources)."""
 
     total_tokens: int | None = None
     total_sequences: int | None = None
-    source_datasets: list[InputDatasetInfo] = Field(default_factory=list)
+    source_datasets: SourceList = Field(default_factory=list)
     tokenizer_uri: str | None = None
     blend_path: ArtifactPath | None = None
 
@@ -252,7 +262,7 @@ class SplitJsonlDataArtifact(Artifact):
     train_path: ArtifactPath | None = None
     valid_path: ArtifactPath | None = None
     test_path: ArtifactPath | None = None
-    source_datasets: list[InputDatasetInfo] = Field(default_factory=list)
+    source_datasets: SourceList = Field(default_factory=list)
     num_rows: dict[str, int] = Field(default_factory=dict)
 
 

@@ -1,8 +1,147 @@
-"""Commands of `stoker` defined in this module (see stoker.cli.app.COMMAND_MODULES)."""
+"""`stoker artifacts ...`: list, show, lineage, alias, verify and rm artifacts in a registry.
+
+Only typer is imported at module level; the registry code loads when a command runs.
+"""
 from __future__ import annotations
+
+import sys
+from typing import Optional
 
 import typer
 
+artifacts_app = typer.Typer(
+    name="artifacts", help="Versioned artifacts: list, show, lineage, alias, verify, rm.",
+    no_args_is_help=True, add_completion=False,
+)
+
+REGISTRY_OPT = typer.Option(
+    None, "--registry", "-r", metavar="URL",
+    help="Registry URL (dir, file://, memory://, s3://...). Default: stoker.init() or $STOKER_HOME/registry.",
+)
+
+
+def _registry(url: Optional[str]):
+    from stoker.artifacts.registry import resolve_registry
+
+    return resolve_registry(url)
+
+
+def _console():
+    from rich.console import Console
+
+    return Console()
+
+
+def _piped() -> bool:
+    return not sys.stdout.isatty()
+
+
+@artifacts_app.command("list")
+def list_cmd(registry: Optional[str] = REGISTRY_OPT,
+             as_json: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List artifact names with their latest version and aliases."""
+    reg = _registry(registry)
+    entries = reg.list()
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in entries], indent=2))
+        return
+    from rich.table import Table
+
+    table = Table(title=f"Artifacts in {reg.url}")
+    for col in ("name", "type", "latest", "versions", "aliases"):
+        table.add_column(col)
+    for e in entries:
+        table.add_row(e.name, e.type or "-", f"v{e.latest}" if e.latest else "-", str(e.versions),
+                      ", ".join(f"{a}->v{v}" for a, v in sorted(e.aliases.items())))
+    if not entries:
+        typer.echo(f"No artifacts in {reg.url}.")
+        return
+    _console().print(table)
+
+
+@artifacts_app.command("show")
+def show_cmd(uri: str = typer.Argument(..., help="art://NAME[:vN|:ALIAS|:latest]"),
+             registry: Optional[str] = REGISTRY_OPT) -> None:
+    """Show one version. Piped, prints the JSON line that `Artifact.load()` reads."""
+    from stoker.artifacts.types import Artifact, print_step_complete
+
+    reg = _registry(registry)
+    art = reg.load(uri, Artifact)
+    if _piped():
+        print_step_complete(art)
+        return
+    import json
+
+    from rich.syntax import Syntax
+
+    entry = reg.resolve(art.uri)
+    con = _console()
+    con.print(f"[bold]{art.uri}[/]  {art.type}  ({entry.mode}, {entry.files} files, {entry.bytes} bytes)")
+    con.print(f"path: {art.path}")
+    con.print(Syntax(json.dumps(art.to_record(), indent=2, default=str), "json", word_wrap=True))
+
+
+@artifacts_app.command("lineage")
+def lineage_cmd(uri: str = typer.Argument(..., help="art://NAME[:vN|:ALIAS|:latest]"),
+                fmt: str = typer.Option("tree", "--format", "-f", help="tree | mermaid | dot | json"),
+                registry: Optional[str] = REGISTRY_OPT) -> None:
+    """Show what produced an artifact: upstream artifacts, runs, code and sources."""
+    from stoker.artifacts import lineage
+    from stoker.errors import UserError
+
+    renderers = {"mermaid": lineage.to_mermaid, "dot": lineage.to_dot, "json": lineage.to_json}
+    if fmt not in (*renderers, "tree"):
+        raise UserError(f"Unknown --format {fmt!r}; use tree, mermaid, dot or json.")
+    node = lineage.build_lineage(_registry(registry), uri)
+    if fmt == "tree":
+        _console().print(lineage.to_rich_tree(node))
+    else:
+        sys.stdout.write(renderers[fmt](node))
+
+
+@artifacts_app.command("alias")
+def alias_cmd(uri: str = typer.Argument(..., help="art://NAME:vN (or another alias) to point at"),
+              name: str = typer.Argument(..., help="alias to set or move, e.g. production"),
+              remove: bool = typer.Option(False, "--remove", help="Remove the alias instead."),
+              registry: Optional[str] = REGISTRY_OPT) -> None:
+    """Set, move (or with --remove, remove) an alias. `latest` is automatic."""
+    from stoker.artifacts.names import parse_ref
+
+    reg = _registry(registry)
+    if remove:
+        reg.remove_alias(parse_ref(uri).name, name)
+        typer.echo(f"removed alias {name!r} of {parse_ref(uri).name}")
+        return
+    entry = reg.set_alias(uri, name)
+    typer.echo(f"art://{entry.name}:{name} -> {entry.uri}")
+
+
+@artifacts_app.command("verify")
+def verify_cmd(uri: str = typer.Argument(..., help="art://NAME[:vN|:ALIAS|:latest]"),
+               registry: Optional[str] = REGISTRY_OPT) -> None:
+    """Re-hash every file and compare with the manifest recorded at save (exit 1 on mismatch)."""
+    report = _registry(registry).verify(uri)
+    if not report.ok:
+        typer.echo(f"error: {report.summary()}", err=True)
+        raise typer.Exit(1)
+    typer.echo(report.summary())
+
+
+@artifacts_app.command("rm")
+def rm_cmd(uri: str = typer.Argument(..., help="art://NAME:vN or art://NAME:ALIAS"),
+           registry: Optional[str] = REGISTRY_OPT) -> None:
+    """Remove one version (its number is never reused; `latest` moves back)."""
+    from stoker.errors import UserError
+
+    text = uri[len("art://"):] if uri.startswith("art://") else uri
+    if ":" not in text or text.endswith(":latest"):
+        raise UserError(f"Say which version to remove: art://NAME:vN (got {uri!r}).")
+    entry = _registry(registry).delete(uri)
+    typer.echo(f"removed {entry.uri}")
+
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to the root app."""
+    """Add the `artifacts` command group to the root app."""
+    app.add_typer(artifacts_app, name="artifacts")

@@ -1,8 +1,175 @@
-"""Commands of `stoker` defined in this module (see stoker.cli.app.COMMAND_MODULES)."""
+"""``stoker train``, ``stoker eval``, ``stoker generate text`` and ``stoker demo``.
+
+Thin commands: parse arguments, compose and validate the config, call the library
+(:mod:`stoker.train`), print the outcome. Only typer is imported at module level so that
+``stoker --help`` stays fast; torch and the config system load inside the commands.
+"""
 from __future__ import annotations
 
+import sys
+from typing import Any, Optional
+
 import typer
+
+DEMO_DIR = "outputs/gpt-char-demo"
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to the root app."""
+    app.command(
+        "train",
+        context_settings={"allow_extra_args": False, "ignore_unknown_options": True},
+        help="Train a recipe (built-in name or config file) with key=value overrides. "
+        "Re-running the same command resumes from the latest checkpoint.",
+    )(train)
+    app.command("eval", help="Evaluate a checkpoint (or a run directory's latest one).")(eval_cmd)
+    gen = typer.Typer(help="Generate with a trained model.", no_args_is_help=True)
+    gen.command("text", help="Sample text from a language-model checkpoint.")(generate_text)
+    app.add_typer(gen, name="generate")
+    app.command("demo", help="Prepare the built-in corpus, train gpt-char for about two "
+                "minutes, and print a sample.")(demo)
+
+
+# ---------------------------------------------------------------------------- train
+def train(
+    source: str = typer.Argument(..., help="Recipe name (see `stoker recipes`) or config file."),
+    overrides: Optional[list[str]] = typer.Argument(
+        None, help="Overrides such as trainer.max_steps=100 optim.lr=3e-4 output_dir=out."
+    ),
+    dryrun: bool = typer.Option(False, "--dryrun", help="Show the resolved config and stop."),
+    to_yaml: Optional[str] = typer.Option(None, "--to-yaml", help="Write the config as YAML."),
+    to_toml: Optional[str] = typer.Option(None, "--to-toml", help="Write the config as TOML."),
+    to_json: Optional[str] = typer.Option(None, "--to-json", help="Write the config as JSON."),
+    yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+) -> int:
+    from stoker.cli.front_door import run_front_door
+    from stoker.config import compose
+    from stoker.train.schema import TrainRecipe
+
+    cfg = compose(source, list(overrides or ()), schema=TrainRecipe)
+    go = run_front_door(cfg, dryrun=dryrun, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json,
+                        yes=yes, title=f"stoker train {source}", schema=TrainRecipe)
+    if not go:
+        return 0
+    run_training(cfg, argv=["stoker", "train", source, *(overrides or [])])
+    return 0
+
+
+def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
+    """Train a composed config with a progress display; print the outcome. Returns FitResult."""
+    from stoker.cli.train_progress import ProgressCallback, console_logging
+    from stoker.config import to_container, to_typed
+    from stoker.train.schema import TrainRecipe
+    from stoker.train.trainer import Trainer
+
+    recipe = to_typed(cfg, TrainRecipe)
+    raw = to_container(cfg, resolve=False)
+    resolved = to_container(cfg, resolve=True)
+    data_raw = raw.get("data", {}) if isinstance(raw, dict) else {}
+    from_art = isinstance(data_raw, dict) and "${art:" in str(data_raw.get("path", ""))
+    progress = ProgressCallback(quiet=quiet)
+    trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[progress],
+                      data_from_artifact=from_art)
+    with console_logging():
+        try:
+            result = trainer.fit()
+        finally:
+            progress.close()
+    if trainer.is_rank_zero:
+        _report(result)
+    return result
+
+
+def _report(result: Any) -> None:
+    from rich.console import Console
+
+    out = Console(stderr=False, highlight=False, soft_wrap=True)
+    out.print(result.message)
+    if result.status in ("already_finished", "already_paused"):
+        return
+    shown = {k: v for k, v in result.metrics.items()
+             if k in ("loss", "perplexity", "eval/loss", "eval/perplexity", "eval/accuracy")}
+    if shown:
+        out.print("metrics: " + "  ".join(f"{k}={v:.4g}" for k, v in shown.items()))
+    out.print(f"run directory: {result.run_dir}")
+    if result.checkpoint:
+        out.print(f"checkpoint:    {result.checkpoint}")
+    out.print(f"metrics:       {result.run_dir / 'metrics.jsonl'}")
+    if (result.run_dir / "tensorboard").exists():
+        out.print(f"tensorboard:   tensorboard --logdir {result.run_dir / 'tensorboard'}")
+    if result.artifact:
+        out.print(f"artifact:      {result.artifact}")
+
+
+# ----------------------------------------------------------------------------- eval
+def eval_cmd(
+    path: str = typer.Argument(..., help="A checkpoints/step-* directory or a run directory."),
+    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: the "
+                                        "recipe's eval split)."),
+    batches: Optional[int] = typer.Option(None, "--batches", help="Limit the number of batches."),
+) -> int:
+    from stoker.train.evaluate import evaluate_checkpoint
+
+    metrics, ckpt = evaluate_checkpoint(path, split=split, max_batches=batches)
+    typer.echo(f"checkpoint: {ckpt}")
+    for k, v in metrics.items():
+        typer.echo(f"{k}: {v:.6g}")
+    return 0
+
+
+# ------------------------------------------------------------------------- generate
+def generate_text(
+    checkpoint: str = typer.Option(..., "--checkpoint", "-c",
+                                   help="Checkpoint, run directory or art://name[:version]."),
+    prompt: str = typer.Option("", "--prompt", "-p", help="Text to continue."),
+    max_new_tokens: int = typer.Option(200, "--max-new-tokens", "-n"),
+    temperature: float = typer.Option(0.8, "--temperature", "-t", help="0 means greedy."),
+    top_k: Optional[int] = typer.Option(None, "--top-k"),
+    top_p: Optional[float] = typer.Option(None, "--top-p"),
+    seed: int = typer.Option(0, "--seed"),
+) -> int:
+    from stoker.train.loading import load_trained
+
+    trained = load_trained(checkpoint)
+    text = trained.sample(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
+                          top_k=top_k, top_p=top_p, seed=seed)
+    typer.echo(text)
+    return 0
+
+
+# ----------------------------------------------------------------------------- demo
+def demo(
+    output_dir: str = typer.Option(DEMO_DIR, "--output-dir", help="Run directory of the demo."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override the length."),
+) -> int:
+    from stoker.config import compose
+    from stoker.data.corpus import ensure_default_dataset
+    from stoker.train.loading import load_trained
+
+    typer.echo("stoker demo: a small GPT learns to write Python, character by character.")
+    typer.echo("1/3 preparing the built-in corpus (Python's standard library sources; "
+               "cached after the first time)...")
+    data = ensure_default_dataset(kind="char")
+    typer.echo(f"    dataset: {data}")
+    typer.echo("2/3 training gpt-char (about two minutes on 2 CPU cores)...")
+    overrides = [f"output_dir={output_dir}"]
+    if max_steps is not None:
+        overrides.append(f"trainer.max_steps={max_steps}")
+    from stoker.train.schema import TrainRecipe
+
+    cfg = compose("gpt-char", overrides, schema=TrainRecipe)
+    result = run_training(cfg, argv=["stoker", "demo", *sys.argv[2:]])
+    typer.echo("3/3 sampling from the trained model (prompt: 'def '):")
+    trained = load_trained(str(result.run_dir))
+    sample = trained.sample("def ", max_new_tokens=300, temperature=0.8, seed=0)
+    typer.echo("-" * 60)
+    typer.echo(sample)
+    typer.echo("-" * 60)
+    typer.echo(f"run directory:    {result.run_dir}")
+    typer.echo(f"checkpoints:      {result.run_dir / 'checkpoints'}")
+    typer.echo(f"tensorboard logs: tensorboard --logdir {result.run_dir / 'tensorboard'}")
+    typer.echo(f"more text:        stoker generate text --checkpoint {result.run_dir} "
+               "--prompt 'class '")
+    typer.echo(f"train longer:     stoker train gpt-char output_dir={result.run_dir} "
+               f"trainer.max_steps={result.max_steps * 2} --yes")
+    return 0

@@ -35,10 +35,10 @@ class Ref(str):
             raise AttributeError(name)
         return Ref(f"{self._path}.{name}" if self._path else name)
 
-    def __getitem__(self, key: Any) -> "Ref":  # type: ignore[override]
-        if isinstance(key, int):
-            return Ref(f"{self._path}[{key}]")
-        return Ref(f"{self._path}.{key}" if self._path else str(key))
+    def __getitem__(self, key: Any) -> Any:  # type: ignore[override]
+        if isinstance(key, str):  # cfg.ref.layers["0"] -> ${layers.0}
+            return Ref(f"{self._path}.{key}" if self._path else key)
+        return str.__str__(self)[key]  # plain string indexing (OmegaConf's parser slices)
 
     @property
     def path(self) -> str:
@@ -159,6 +159,12 @@ def _config_dict_class():
         @property
         def ref(self) -> _RefRoot:
             return _RefRoot()
+
+        def __setattr__(self, key: str, value: Any) -> None:
+            super().__setattr__(key, to_data(value))
+
+        def __setitem__(self, key: Any, value: Any) -> None:
+            super().__setitem__(key, to_data(value))
 
     _ConfigDict.__name__ = "ConfigDict"
     _ConfigDict.__qualname__ = "ConfigDict"

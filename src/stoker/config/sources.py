@@ -312,7 +312,7 @@ def to_omegaconf(data: Any, sources: SourceMap | None = None, file: str = "<stri
 def load(path: str | Path):
     """Load a YAML/TOML/JSON file into a DictConfig, remembering file:line of every node.
 
-    Interpolations (``${...}``) stay unresolved; ``stoker.config.validate`` or
+    Interpolations (``${...}``) stay unresolved; ``stoker.config.validation`` or
     ``to_container(resolve=True)`` resolves them.
     """
     data, sources = read(path)

@@ -29,22 +29,23 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def atomic_write_bytes(path: Path, data: bytes | memoryview, *, fsync: bool = True) -> None:
+def atomic_write_bytes(path: Path, data: bytes | memoryview, *, fsync: bool = True,
+                       dir_fsync: bool = True) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     with open(tmp, "wb") as f:
         f.write(data)
         if fsync:
             f.flush()
-            os.fsync(f.fileno())
+            os.fdatasync(f.fileno())
     os.replace(tmp, path)
-    if fsync:
+    if fsync and dir_fsync:
         fsync_dir(path.parent)
 
 
-def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True) -> None:
+def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True, dir_fsync: bool = True) -> None:
     text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
-    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+    atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync, dir_fsync=dir_fsync)
 
 
 def sha256_file(path: Path) -> str:

@@ -97,6 +97,25 @@ def _as_specs(inputs: Any, text_field: str) -> list[InputSpec]:
     return out
 
 
+def _expand_weighted(specs: list[InputSpec]) -> list[Source]:
+    """Expand inputs; blend-file shares become per-source repeat factors (by input bytes)."""
+    if not any(s.share for s in specs):
+        return expand_inputs(specs)
+    groups = [expand_inputs([s]) for s in specs]
+    total_bytes = sum(src.size for g in groups for src in g)
+    total_w = sum(s.weight for s in specs)
+    out: list[Source] = []
+    for spec, g in zip(specs, groups):
+        nbytes = sum(src.size for src in g)
+        if nbytes == 0 and spec.weight > 0:
+            raise DataError(f"blend source {spec.path} is empty but has weight {spec.weight}")
+        factor = (spec.weight / total_w) * total_bytes / nbytes if nbytes else 0.0
+        for src in g:
+            src.weight = round(factor, 6)
+        out.extend(g)
+    return out
+
+
 # --------------------------------------------------------------------------- output state
 
 
@@ -117,7 +136,7 @@ def _output_state(out: Path) -> str:
 
 def _clear_dataset(out: Path) -> None:
     """Remove what a prepare wrote in ``out`` (only stoker's own entries)."""
-    for name in ("metadata.json", "tokenizer", *SPLITS, WORK_DIR):
+    for name in ("metadata.json", "tokenizer", *SPLITS, WORK_DIR, ".stoker-artifact.json"):
         p = out / name
         if p.is_dir():
             shutil.rmtree(p)
@@ -138,11 +157,20 @@ def _worker_init(ctx: dict[str, Any]) -> None:
     _W.clear()
     _W.update(ctx)
     _W["sources"] = [Source(**s) for s in ctx["sources"]]
-    _W["tokenizer"] = load_tokenizer(Path(ctx["out"]) / "tokenizer")
+    _W["load_tokenizer"] = load_tokenizer
 
 
-def _worker_run(unit_json: dict[str, Any]) -> dict[str, Any]:
-    return _process_unit(Unit.from_json(unit_json), _W)
+def _worker_run(unit_json: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any]:
+    if _W.get("tokenizer_dir") != ctx["out"]:
+        _W["tokenizer"] = _W["load_tokenizer"](Path(ctx["out"]) / "tokenizer")
+        _W["tokenizer_dir"] = ctx["out"]
+    return _process_unit(Unit.from_json(unit_json), {**ctx, "tokenizer": _W["tokenizer"],
+                                                      "sources": _W["sources"]})
+
+
+def _worker_chars(unit_jsons: list[dict[str, Any]], skip_bad_lines: bool) -> list[str]:
+    units = [Unit.from_json(u) for u in unit_jsons]
+    return sorted(_corpus_chars(_W["sources"], units, skip_bad_lines))
 
 
 def _split_points(n: int, doc_starts, ratios: Sequence[float]) -> list[int]:
@@ -194,30 +222,29 @@ def _process_unit(unit: Unit, ctx: dict[str, Any]) -> dict[str, Any]:
                 starts_doc.append(True)
                 ends_doc.append(True)
         del before
-    flat, lengths = tok.encode_to_array(texts)
-    ends = np.asarray(ends_doc, dtype=bool)
-    if eos is not None and len(texts):
-        # insert eos after each document end: build with one allocation
-        extra = ends.astype(np.int64)
-        total = int(lengths.sum() + extra.sum())
-        buf = np.empty(total, dtype=np.int64)
-        seg_end = np.cumsum(lengths + extra)
-        seg_start = seg_end - lengths - extra
-        # positions of each token of flat in buf
-        shift = np.repeat(seg_start - np.concatenate(([0], np.cumsum(lengths)[:-1])), lengths)
-        pos = np.arange(len(flat), dtype=np.int64) + shift
-        buf[pos] = flat
-        buf[seg_end[ends] - 1] = eos
-        flat = buf
-        lengths = lengths + extra
-    if len(flat) and int(flat.max(initial=0)) >= ctx["vocab_size"]:
-        raise DataError(f"token id {int(flat.max())} >= vocab size {ctx['vocab_size']}")
-    offsets = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64) if len(texts) else \
-        np.zeros(0, np.int64)
+    joined = getattr(tok, "encode_joined", None)
+    seqs = None if joined is not None else tok.encode_docs(texts)
+    lengths = np.fromiter((len(q) for q in (texts if seqs is None else seqs)), dtype=np.int64,
+                          count=len(texts))
+    extra = np.asarray(ends_doc, dtype=np.int64) if eos is not None else np.zeros(len(texts), np.int64)
+    sizes = lengths + extra
+    offsets = np.zeros(len(texts), dtype=np.int64)
+    if len(texts) > 1:
+        np.cumsum(sizes[:-1], out=offsets[1:])
+    if seqs is None:
+        tokens = joined(texts, ends_doc, eos, dtype)
+    else:
+        tokens = np.empty(int(sizes.sum()), dtype=dtype)
+        for q, o, n, e in zip(seqs, offsets.tolist(), lengths.tolist(), extra.tolist()):
+            if n:
+                tokens[o:o + n] = q
+            if e:
+                tokens[o + n] = eos
+    if len(tokens) and int(tokens.max()) >= ctx["vocab_size"]:
+        raise DataError(f"token id {int(tokens.max())} >= vocab size {ctx['vocab_size']}")
     doc_starts = offsets[np.asarray(starts_doc, dtype=bool)] if len(texts) else offsets
-    # pieces that are empty documents contribute nothing but could duplicate offsets
-    doc_starts = np.unique(doc_starts[doc_starts < len(flat)])
-    tokens = flat.astype(dtype, copy=False)
+    # empty documents contribute nothing but could duplicate offsets
+    doc_starts = np.unique(doc_starts[doc_starts < len(tokens)])
     cuts = _split_points(len(tokens), doc_starts, ctx["ratios"])
     marker: dict[str, Any] = {"unit": unit.index, "bytes": stats.bytes, "documents": stats.documents,
                               "bad_lines": stats.bad_lines, "tokens": int(len(tokens)), "shards": {}}
@@ -234,15 +261,18 @@ def _process_unit(unit: Unit, ctx: dict[str, Any]) -> dict[str, Any]:
         d = out / split
         d.mkdir(exist_ok=True)
         name = shard_name(unit.index)
-        data = part.tobytes()
-        atomic_write_bytes(d / f"{name}.bin", data, fsync=fsync)
-        atomic_write_bytes(d / f"{name}.idx", idx.tobytes(), fsync=fsync)
+        data = memoryview(part).cast("B")
+        # No fsync per unit (it would cost more than tokenizing on a slow disk): a resume
+        # re-checks each committed shard's SHA-256, and the finished dataset is fsynced once.
+        atomic_write_bytes(d / f"{name}.bin", data, fsync=False)
+        atomic_write_bytes(d / f"{name}.idx", idx.tobytes(), fsync=False)
         marker["shards"][split] = {
             "file": f"{split}/{name}.bin", "index": f"{split}/{name}.idx",
             "tokens": int(b - a), "documents": int(len(idx)),
             "sha256": hashlib.sha256(data).hexdigest(),
         }
-    atomic_write_json(out / WORK_DIR / f"unit-{unit.index:05d}.json", marker, fsync=fsync)
+    # a lost marker only means the unit is redone, so its directory entry needs no fsync
+    atomic_write_json(out / WORK_DIR / f"unit-{unit.index:05d}.json", marker, fsync=False)
     return marker
 
 
@@ -253,10 +283,14 @@ def _marker_valid(out: Path, marker_path: Path) -> dict[str, Any] | None:
         return None
     import numpy as np
 
+    from stoker.data._io import sha256_file
+
     for s in m.get("shards", {}).values():
         f = out / s["file"]
         try:
             if f.stat().st_size != s["tokens"] * np.dtype(_dtype_of(out)).itemsize:
+                return None
+            if sha256_file(f) != s["sha256"]:
                 return None
         except OSError:
             return None
@@ -321,7 +355,7 @@ def prepare(
         pick_dtype(tokenizer.vocab_size, dtype)  # fail early on a too-small dtype
 
     specs = _as_specs(inputs, text_field)
-    sources = expand_inputs(specs)
+    sources = _expand_weighted(specs)
     out = Path(output_dir).expanduser().resolve()
     for s in sources:
         if Path(s.path).is_relative_to(out):
@@ -345,8 +379,21 @@ def prepare(
 
     units = plan_units(sources, shard_bytes)
     splits = list(SPLITS[: len(ratios)])
+    pool = _Pool(min(nworkers, len(units)), sources)
+    try:
+        return _prepare_planned(**locals())
+    finally:
+        pool.close(cancel=True)
+
+
+def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines, dtype, type, ratios,
+                     shard_size_mb, append_eos, state, out, overwrite, prog, emit, fsync, command,
+                     t0, **_unused) -> Path:
+    from stoker import __version__
+    from stoker.data.tokenizers import CharTokenizer
+
     if tokenizer is None:  # char vocabulary built from the corpus
-        tokenizer = CharTokenizer(_corpus_chars(sources, units, skip_bad_lines))
+        tokenizer = CharTokenizer(pool.chars(sources, units, skip_bad_lines))
         if tokenizer.vocab_size <= len(CharTokenizer.SPECIALS):
             raise DataError("the input holds no text: " + ", ".join(s.path for s in sources[:5]))
     out_dtype = pick_dtype(tokenizer.vocab_size, dtype)
@@ -424,13 +471,12 @@ def prepare(
         emit(prog)
 
     try:
-        nproc = min(nworkers, len(pending))
-        if nproc <= 1:
+        if pool.ex is None or len(pending) <= 1:
             local = dict(ctx, tokenizer=tokenizer, sources=sources)
             for u in pending:
                 on_done(u, _process_unit(u, local))
         else:
-            _run_pool(nproc, ctx, sources, pending, on_done)
+            pool.run(ctx, pending, on_done)
     except DataError:
         # a user error in the input: leave nothing half-written
         if created:
@@ -447,7 +493,9 @@ def prepare(
     if metadata["splits"]["train"]["tokens"] == 0:
         _clear_dataset(out) if not created else shutil.rmtree(out, ignore_errors=True)
         raise DataError("the input produced no tokens (every document was empty or skipped)")
-    atomic_write_json(out / "metadata.json", metadata)
+    if fsync:  # make every shard durable before metadata.json declares the dataset finished
+        _fsync_tree(out)
+    atomic_write_json(out / "metadata.json", metadata, fsync=fsync)
     shutil.rmtree(work, ignore_errors=True)
     fsync_dir(out)
     prog.phase = "done"
@@ -455,22 +503,65 @@ def prepare(
     return out
 
 
-def _run_pool(nproc, ctx, sources, pending, on_done) -> None:
-    import multiprocessing as mp
-    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+def _fsync_tree(out: Path) -> None:
+    for d in [out / "tokenizer", *(out / s for s in SPLITS)]:
+        if not d.is_dir():
+            continue
+        for f in d.iterdir():
+            fd = os.open(f, os.O_RDONLY)
+            try:
+                os.fdatasync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(d)
+    fsync_dir(out)
 
-    wctx = dict(ctx, sources=[s.__dict__ for s in sources], threads=1)
-    with ProcessPoolExecutor(nproc, mp_context=mp.get_context("spawn"), initializer=_worker_init,
-                             initargs=(wctx,)) as ex:
+
+class _Pool:
+    """Worker processes for one prepare (char-set pass and tokenizing), or none for 1 worker."""
+
+    def __init__(self, nproc: int, sources: list[Source]):
+        self.ex = None
+        if nproc > 1:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # fork: a spawned worker would re-run the caller's __main__ (scripts without a main
+            # guard would break); workers touch neither torch nor the parent's tokenizer threads.
+            method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
+            self.ex = ProcessPoolExecutor(
+                nproc, mp_context=mp.get_context(method), initializer=_worker_init,
+                initargs=({"sources": [s.__dict__ for s in sources], "threads": 1},))
+        self.nproc = nproc
+
+    def close(self, cancel: bool = False) -> None:
+        if self.ex is not None:
+            self.ex.shutdown(wait=not cancel, cancel_futures=cancel)
+            self.ex = None
+
+    def chars(self, sources, units, skip_bad_lines) -> set[str]:
+        if self.ex is None or len(units) < 2:
+            return _corpus_chars(sources, units, skip_bad_lines)
+        k = self.nproc * 4
+        groups = [[u.to_json() for u in units[i::k]] for i in range(k)]
+        out: set[str] = set()
+        for part in self.ex.map(_worker_chars, groups, [skip_bad_lines] * k):
+            out.update(part)
+        return out
+
+    def run(self, ctx, pending, on_done) -> None:
+        from concurrent.futures import FIRST_COMPLETED, wait
+
+        assert self.ex is not None
         todo = list(pending)
         inflight: dict[Any, Unit] = {}
         try:
             while todo or inflight:
-                while todo and len(inflight) < 2 * nproc:
+                while todo and len(inflight) < 2 * self.nproc:
                     u = todo.pop(0)
-                    inflight[ex.submit(_worker_run, u.to_json())] = u
+                    inflight[self.ex.submit(_worker_run, u.to_json(), ctx)] = u
                 finished, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for f in finished:
+                for f in sorted(finished, key=lambda f: inflight[f].index):
                     u = inflight.pop(f)
                     on_done(u, f.result())
         except BaseException:

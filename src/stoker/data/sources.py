@@ -90,6 +90,7 @@ class InputSpec:
     text_field: str = "text"
     weight: float = 1.0
     name: str = ""
+    share: bool = False  # weight is a share of the output (blend files), not a repeat factor
 
 
 # ------------------------------------------------------------------------------ discovery
@@ -183,9 +184,7 @@ def _source(p: Path, fmt: str, spec: InputSpec) -> Source:
         size = p.stat().st_size
     except OSError as e:
         raise DataError(f"cannot read input {p}: {e.strerror}") from e
-    if not os.access(p, os.R_OK):
-        raise DataError(f"cannot read input {p}: permission denied")
-    return Source(path=str(p.resolve()), format=fmt, size=size, text_field=spec.text_field,
+    return Source(path=os.path.abspath(p), format=fmt, size=size, text_field=spec.text_field,
                   weight=spec.weight, name=spec.name)
 
 

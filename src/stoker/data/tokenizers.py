@@ -55,6 +55,10 @@ class Tokenizer:
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.encode(t) for t in texts]
 
+    def encode_docs(self, texts: Sequence[str]) -> list[Any]:
+        """One id sequence (list or numpy array) per document; ``prepare``'s hot path."""
+        return self.encode_batch(texts)
+
     def encode_to_array(self, texts: Sequence[str]) -> tuple[Any, Any]:
         """Encode documents into one flat int64 numpy array and per-document lengths.
 
@@ -72,7 +76,13 @@ class Tokenizer:
 
     def describe(self) -> dict[str, Any]:
         """A JSON-able summary recorded in a prepared dataset's metadata."""
-        return {"type": self.kind, "vocab_size": self.vocab_size, "eos_id": self.eos_id}
+        return {"type": self.model_type, "library": self.kind, "vocab_size": self.vocab_size,
+                "eos_id": self.eos_id}
+
+    @property
+    def model_type(self) -> str:
+        """What a user calls it: ``char``, ``bpe``, ``unigram``, ``wordpiece``, ``sentencepiece``."""
+        return self.kind
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(vocab_size={self.vocab_size}, eos_id={self.eos_id})"
@@ -123,7 +133,8 @@ class CharTokenizer(Tokenizer):
         if self._lut is None:
             import numpy as np
 
-            lut = np.full(0x110000, self.unk_id, dtype=np.int32)
+            lut = np.full(0x110000, self.unk_id,
+                          dtype=np.uint16 if self.vocab_size <= 1 << 16 else np.uint32)
             for c, i in self._stoi.items():
                 lut[ord(c)] = i
             self._lut = lut
@@ -142,6 +153,34 @@ class CharTokenizer(Tokenizer):
 
     def encode(self, text: str) -> list[int]:
         return self.encode_array(text).tolist()
+
+    def encode_docs(self, texts: Sequence[str]) -> list[Any]:
+        return [self.encode_array(t) for t in texts]
+
+    def encode_joined(self, texts: Sequence[str], ends: Sequence[bool], eos: int | None, dtype):
+        """All documents of a unit in one array, ``eos`` after each ending document.
+
+        One lookup over the joined text (a sentinel character stands for ``eos``) instead of
+        one per document: this is what makes char-level prepare I/O-bound.
+        """
+        import numpy as np
+
+        sent = "\x00" if eos is not None else ""
+        joined = "".join(t + sent if e else t for t, e in zip(texts, ends)) if sent else "".join(texts)
+        lut = self._table()
+        if sent and any("\x00" in t for t in texts):
+            return np.concatenate([np.append(self.encode_array(t), [eos] if e else []).astype(dtype)
+                                   for t, e in zip(texts, ends)] or [np.zeros(0, dtype)])
+        if joined.isascii():
+            small = lut[:128].astype(dtype)
+            if sent:
+                small[0] = eos
+            return small[np.frombuffer(joined.encode("ascii"), dtype=np.uint8)]
+        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
+        out = lut[codes].astype(dtype, copy=False)
+        if sent:
+            out[codes == 0] = eos
+        return out
 
     def encode_to_array(self, texts: Sequence[str]):
         import numpy as np
@@ -194,14 +233,31 @@ def char_set(texts: Iterable[str]) -> set[str]:
     import numpy as np
 
     seen_ascii = np.zeros(128, dtype=bool)
-    other: set[str] = set()
-    for t in texts:
+    other: set[int] = set()
+    batch: list[str] = []
+    size = 0
+
+    def batches():
+        nonlocal batch, size
+        for t in texts:
+            batch.append(t)
+            size += len(t)
+            if size >= 1 << 22:
+                yield "".join(batch)
+                batch, size = [], 0
+        if batch:
+            yield "".join(batch)
+
+    for t in batches():
         if t.isascii():
             seen_ascii |= np.bincount(np.frombuffer(t.encode("ascii"), dtype=np.uint8),
                                       minlength=128).astype(bool)
         else:
-            other.update(t)
-    return other | {chr(i) for i in np.flatnonzero(seen_ascii)}
+            codes = np.frombuffer(t.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+            small = codes < 128
+            seen_ascii |= np.bincount(codes[small], minlength=128).astype(bool)
+            other.update(np.unique(codes[~small]).tolist())
+    return {chr(c) for c in other} | {chr(i) for i in np.flatnonzero(seen_ascii)}
 
 
 # ------------------------------------------------------------------------------------- hf
@@ -244,6 +300,13 @@ class HFTokenizer(Tokenizer):
     def special_tokens(self) -> dict[str, int]:
         return dict(self._specials)
 
+    @property
+    def model_type(self) -> str:
+        try:
+            return str(json.loads(self.tok.to_str())["model"]["type"]).lower()
+        except (ValueError, KeyError, TypeError):
+            return "hf"
+
     def encode(self, text: str) -> list[int]:
         return self.tok.encode(text, add_special_tokens=False).ids
 
@@ -254,9 +317,7 @@ class HFTokenizer(Tokenizer):
     def encode_to_array(self, texts: Sequence[str]):
         import numpy as np
 
-        fn = getattr(self.tok, "encode_batch_fast", None) or self.tok.encode_batch
-        encs = fn(list(texts), add_special_tokens=False)
-        ids = [e.ids for e in encs]
+        ids = self.encode_batch(texts)
         lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
         flat = np.fromiter((i for s in ids for i in s), dtype=np.int64, count=int(lengths.sum()))
         return flat, lengths
@@ -448,6 +509,15 @@ def _train_sp(texts, type, vocab_size) -> SentencePieceTokenizer:
     import sentencepiece as spm
 
     buf = io.BytesIO()
+    try:
+        _sp_train(spm, texts, buf, type, vocab_size)
+    except RuntimeError as e:  # sentencepiece reports bad settings as RuntimeError
+        msg = str(e).split("] ", 1)[-1]
+        raise DataError(f"sentencepiece training failed: {msg}") from e
+    return SentencePieceTokenizer(buf.getvalue())
+
+
+def _sp_train(spm, texts, buf, type, vocab_size) -> None:
     spm.SentencePieceTrainer.train(
         sentence_iterator=(line for t in texts for line in t.splitlines() if line.strip()),
         model_writer=buf,
@@ -460,4 +530,3 @@ def _train_sp(texts, type, vocab_size) -> SentencePieceTokenizer:
         minloglevel=2,
         max_sentence_length=1 << 16,
     )
-    return SentencePieceTokenizer(buf.getvalue())

@@ -1,10 +1,12 @@
 """A Llama-style GPT: RMSNorm, rotary embeddings, SwiGLU, grouped-query attention, KV cache.
 
-Written for speed on CPU as much as on GPU: the query/key/value projections are one matmul,
-the SwiGLU gate and up projections are one matmul, rotary embeddings are applied to queries
-and keys in a single pass, and attention is ``scaled_dot_product_attention`` (GQA without
-repeating keys). The layout maps one to one onto ``transformers``' ``LlamaForCausalLM``
-(see :mod:`stoker.models.hf`), including the "rotate half" rotary convention.
+Written for eager speed on CPU as much as on GPU: the query/key/value projections are one
+matmul, the SwiGLU gate and up projections are one matmul, rotary embeddings are one
+complex multiply over queries and keys together, RMSNorm and SwiGLU have hand-written
+backward passes (:mod:`stoker.models.ops`), and attention is
+``scaled_dot_product_attention`` (GQA without repeating keys). Rotary pairs are interleaved
+(Meta's layout); :mod:`stoker.models.hf` maps the weights onto ``transformers``'
+``LlamaForCausalLM``.
 
 Forward contract: ``model(input_ids) -> {"logits": Tensor[B, T, V]}``. For generation,
 pass a :class:`KVCache` from :meth:`GPT.new_cache` as ``cache=``; the call appends the new
@@ -21,40 +23,9 @@ from torch import Tensor, nn
 
 from stoker.errors import UserError
 from stoker.models.config import GPTConfig
+from stoker.models.ops import RMSNorm, apply_rope, rope_table, swiglu
 
 __all__ = ["GPT", "GPTConfig", "KVCache"]
-
-
-class RMSNorm(nn.Module):
-    """Root-mean-square norm (no mean subtraction, no bias), as in Llama."""
-
-    def __init__(self, dim: int, eps: float) -> None:
-        super().__init__()
-        self.eps = eps
-        self.weight = nn.Parameter(torch.ones(dim))
-
-    def forward(self, x: Tensor) -> Tensor:
-        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
-
-
-def rope_tables(head_dim: int, max_len: int, theta: float) -> tuple[Tensor, Tensor]:
-    """cos and signed sin tables ``[max_len, head_dim]`` for the rotate-half convention.
-
-    ``rotate_half(x) * sin == roll(x, head_dim/2) * signed_sin``, so applying the rotation
-    costs one roll, two multiplies and one add.
-    """
-    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float64) / head_dim))
-    t = torch.arange(max_len, dtype=torch.float64)
-    freqs = torch.outer(t, inv_freq)  # [L, hd/2]
-    cos = torch.cat([freqs.cos(), freqs.cos()], dim=-1)
-    sin = freqs.sin()
-    signed_sin = torch.cat([-sin, sin], dim=-1)
-    return cos.float(), signed_sin.float()
-
-
-def apply_rope(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate ``x[..., T, heads, hd]`` by position; ``cos``/``sin`` are ``[T, 1, hd]``."""
-    return x * cos + x.roll(x.shape[-1] // 2, dims=-1) * sin
 
 
 class KVCache:
@@ -100,21 +71,16 @@ class Attention(nn.Module):
     def forward(
         self,
         x: Tensor,
-        cos: Tensor,
-        sin: Tensor,
+        rope: Tensor,
         cache: KVCache | None = None,
         layer: int = 0,
         mask: Tensor | None = None,
     ) -> Tensor:
         B, T, _ = x.shape
         H, K, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = self.wqkv(x).view(B, T, H + 2 * K, hd)
-        if cos.dtype != qkv.dtype:  # bf16/fp16 weights or autocast
-            cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
-        qk = apply_rope(qkv[:, :, : H + K], cos, sin)  # one pass for queries and keys
-        q = qk[:, :, :H].transpose(1, 2)
-        k = qk[:, :, H:].transpose(1, 2)
-        v = qkv[:, :, H + K :].transpose(1, 2)
+        qk, v = self.wqkv(x).view(B, T, H + 2 * K, hd).split([H + K, K], dim=2)
+        q, k = apply_rope(qk, rope).split([H, K], dim=2)  # one pass for queries and keys
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
         is_causal = T > 1
         if cache is not None:
             start = cache.pos
@@ -147,8 +113,7 @@ class SwiGLU(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(self, x: Tensor) -> Tensor:
-        gate, up = self.w13(x).split(self.hidden, dim=-1)
-        return self.drop(self.w2(F.silu(gate) * up))
+        return self.drop(self.w2(swiglu(self.w13(x), self.hidden)))
 
 
 class Block(nn.Module):
@@ -159,9 +124,9 @@ class Block(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.ffn = SwiGLU(cfg)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, cache: KVCache | None, layer: int,
+    def forward(self, x: Tensor, rope: Tensor, cache: KVCache | None, layer: int,
                 mask: Tensor | None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), cos, sin, cache, layer, mask)
+        x = x + self.attn(self.attn_norm(x), rope, cache, layer, mask)
         return x + self.ffn(self.ffn_norm(x))
 
 
@@ -183,10 +148,10 @@ class GPT(nn.Module):
         self.lm_head = nn.Linear(cfg.dim, cfg.vocab_size, bias=False)
         if cfg.tie_weights:
             self.lm_head.weight = self.tok_emb.weight
-        cos, sin = rope_tables(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta)
         # Derived from the config, so kept out of the state dict.
-        self.register_buffer("rope_cos", cos, persistent=False)
-        self.register_buffer("rope_sin", sin, persistent=False)
+        self.register_buffer(
+            "rope", rope_table(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta), persistent=False
+        )
         self.reset_parameters()
 
     @torch.no_grad()
@@ -231,14 +196,13 @@ class GPT(nn.Module):
                 f"sequence of {start + T} tokens is longer than the model's context "
                 f"({limit}); crop the input or raise model.max_seq_len"
             )
-        cos = self.rope_cos[start : start + T].unsqueeze(1)  # [T, 1, hd]
-        sin = self.rope_sin[start : start + T].unsqueeze(1)
+        rope = self.rope[start : start + T]
         mask = None
         if cache is not None and start > 0 and T > 1:
             mask = torch.ones(T, start + T, dtype=torch.bool, device=input_ids.device).tril(start)
         x = self.drop(self.tok_emb(input_ids))
         for i, layer in enumerate(self.layers):
-            x = layer(x, cos, sin, cache, i, mask)
+            x = layer(x, rope, cache, i, mask)
         logits = self.lm_head(self.norm(x))
         if cache is not None:
             cache.pos = start + T

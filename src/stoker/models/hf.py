@@ -1,9 +1,10 @@
 """Convert a stoker :class:`~stoker.models.gpt.GPT` to and from ``transformers``'
 ``LlamaForCausalLM`` with the same weights (the ``hf`` extra; imported lazily).
 
-The architectures are the same; only names and fusion differ: stoker fuses q/k/v into
-``wqkv`` and gate/up into ``w13``, which are split or concatenated here. Both use the
-"rotate half" rotary convention, so no permutation of query/key rows is needed.
+The architectures are the same; names, fusion and one layout detail differ: stoker fuses
+q/k/v into ``wqkv`` and gate/up into ``w13`` (split or concatenated here), and rotates
+interleaved pairs of each head (Meta's layout) where Hugging Face rotates the two halves,
+so query and key rows are permuted within each head, as HF's own Llama converter does.
 """
 from __future__ import annotations
 
@@ -112,6 +113,14 @@ def llama_config_to_gpt(hf_cfg: Any) -> GPTConfig:
     )
 
 
+def _permute(w: torch.Tensor, n_heads: int, head_dim: int, *, to_hf: bool) -> torch.Tensor:
+    """Reorder each head's rows between interleaved pairs and rotate-half halves."""
+    rest = w.shape[1:]
+    if to_hf:  # (pair index, 2) -> (2, pair index)
+        return w.reshape(n_heads, head_dim // 2, 2, *rest).transpose(1, 2).reshape(w.shape)
+    return w.reshape(n_heads, 2, head_dim // 2, *rest).transpose(1, 2).reshape(w.shape)
+
+
 def gpt_state_to_hf(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """Rename/split a GPT state dict into ``LlamaForCausalLM`` names."""
     H, K, hd, F = cfg.n_heads, cfg.kv_heads, cfg.head_dim, cfg.hidden_dim
@@ -124,8 +133,8 @@ def gpt_state_to_hf(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, to
         suffixes = ("weight", "bias") if cfg.bias else ("weight",)
         for s in suffixes:
             wq, wk, wv = sd[p + f"attn.wqkv.{s}"].split([H * hd, K * hd, K * hd])
-            out[q + f"self_attn.q_proj.{s}"] = wq
-            out[q + f"self_attn.k_proj.{s}"] = wk
+            out[q + f"self_attn.q_proj.{s}"] = _permute(wq, H, hd, to_hf=True)
+            out[q + f"self_attn.k_proj.{s}"] = _permute(wk, K, hd, to_hf=True)
             out[q + f"self_attn.v_proj.{s}"] = wv
             out[q + f"self_attn.o_proj.{s}"] = sd[p + f"attn.wo.{s}"]
             gate, up = sd[p + f"ffn.w13.{s}"].split([F, F])
@@ -137,6 +146,7 @@ def gpt_state_to_hf(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, to
 
 def hf_state_to_gpt(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """Rename/fuse a ``LlamaForCausalLM`` state dict into GPT names."""
+    H, K, hd = cfg.n_heads, cfg.kv_heads, cfg.head_dim
     out = {"tok_emb.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"]}
     out["lm_head.weight"] = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
     for i in range(cfg.n_layers):
@@ -145,9 +155,11 @@ def hf_state_to_gpt(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, to
         out[p + "ffn_norm.weight"] = sd[q + "post_attention_layernorm.weight"]
         suffixes = ("weight", "bias") if cfg.bias else ("weight",)
         for s in suffixes:
-            out[p + f"attn.wqkv.{s}"] = torch.cat(
-                [sd[q + f"self_attn.{n}_proj.{s}"] for n in ("q", "k", "v")]
-            )
+            out[p + f"attn.wqkv.{s}"] = torch.cat([
+                _permute(sd[q + f"self_attn.q_proj.{s}"], H, hd, to_hf=False),
+                _permute(sd[q + f"self_attn.k_proj.{s}"], K, hd, to_hf=False),
+                sd[q + f"self_attn.v_proj.{s}"],
+            ])
             out[p + f"attn.wo.{s}"] = sd[q + f"self_attn.o_proj.{s}"]
             out[p + f"ffn.w13.{s}"] = torch.cat(
                 [sd[q + f"mlp.gate_proj.{s}"], sd[q + f"mlp.up_proj.{s}"]]

@@ -35,7 +35,7 @@ import struct
 import time
 import uuid
 import zlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -66,7 +66,8 @@ _STEP_RE = re.compile(r"^step-(\d{8,})$")
 _TMP_PREFIX = ".tmp-"
 _TRASH_PREFIX = ".trash-"
 _TAGS = frozenset({"__tensor__", "__tuple__", "__dict__", "__float__", "__ndarray__", "__bytes__"})
-_CHUNK = 64 << 20  # write/hash granularity for big tensors
+_CHUNK = 16 << 20  # write/hash granularity for big tensors
+_BACKGROUND_HASH_BYTES = 8 << 20  # files this big are hashed on a helper thread
 
 
 def step_dir_name(step: int) -> str:
@@ -78,29 +79,57 @@ def step_dir_name(step: int) -> str:
 
 
 class _Hasher:
-    """Incremental checksum over the bytes written to or read from one file."""
+    """Incremental checksum over the bytes written to or read from one file.
 
-    def __init__(self, algo: str):
+    With ``background=True`` the updates run, in order, on one helper thread: zlib and
+    hashlib release the GIL on large buffers, so checksumming overlaps with the write
+    system calls instead of adding to them.
+    """
+
+    def __init__(self, algo: str, *, background: bool = False):
         self.algo = algo
-        if algo == "crc32":
-            self._crc = 0
-            self._h = None
-        elif algo == "sha256":
+        self._crc = 0
+        self._h: Any = None
+        if algo == "sha256":
             import hashlib
 
             self._h = hashlib.sha256()
-        elif algo == "none":
-            self._h = None
-        else:  # pragma: no cover - validated in the manager
+        elif algo not in ("crc32", "none"):  # pragma: no cover - validated in the manager
             raise ValueError(f"unknown checksum {algo!r}")
+        self._pool: Any = None
+        self._pending: list[Any] = []
+        if background and algo != "none":
+            from concurrent.futures import ThreadPoolExecutor
 
-    def update(self, data: Any) -> None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="stoker-ckpt-hash")
+
+    def _update(self, data: Any) -> None:
         if self.algo == "crc32":
             self._crc = zlib.crc32(data, self._crc)
         elif self._h is not None:
             self._h.update(data)
 
+    def update(self, data: Any) -> None:
+        if self.algo == "none":
+            return
+        if self._pool is not None:
+            self._pending.append(self._pool.submit(self._update, data))
+        else:
+            self._update(data)
+
+    def close(self) -> None:
+        """Wait for queued updates (re-raising their errors) and stop the helper thread."""
+        if self._pool is not None:
+            try:
+                for fut in self._pending:
+                    fut.result()
+            finally:
+                self._pending.clear()
+                self._pool.shutdown(wait=True)
+                self._pool = None
+
     def hexdigest(self) -> str:
+        self.close()
         if self.algo == "crc32":
             return f"{self._crc:08x}"
         if self._h is not None:
@@ -201,16 +230,19 @@ def _write_safetensors(
         offset += n
     hb = json.dumps(header, separators=(",", ":")).encode()
     hb += b" " * (-len(hb) % 8)
-    hasher = _Hasher(algo)
-    with open(path, "wb") as f:
-        _write_all(f, struct.pack("<Q", len(hb)), hasher)
-        _write_all(f, hb, hasher)
-        for _, t in items:
-            if t.numel():
-                _write_all(f, t.reshape(-1).view(torch.uint8).numpy(), hasher)
-        f.flush()
-        if fsync:
-            os.fsync(f.fileno())
+    hasher = _Hasher(algo, background=offset >= _BACKGROUND_HASH_BYTES)
+    try:
+        with open(path, "wb") as f:
+            _write_all(f, struct.pack("<Q", len(hb)), hasher)
+            _write_all(f, hb, hasher)
+            for _, t in items:
+                if t.numel():
+                    _write_all(f, t.reshape(-1).view(torch.uint8).numpy(), hasher)
+            f.flush()
+            if fsync:
+                os.fsync(f.fileno())
+    finally:
+        hasher.close()
     size = 8 + len(hb) + offset
     rec: dict[str, Any] = {"size": size}
     if algo != "none":
@@ -218,8 +250,16 @@ def _write_safetensors(
     return rec
 
 
-def _read_verified(ckpt: Path, fname: str, rec: Mapping[str, Any], algo: str) -> bytearray:
-    """Read one file of a checkpoint whole and check its size and checksum."""
+def _read_verified(ckpt: Path, fname: str, rec: Mapping[str, Any], algo: str) -> Any:
+    """Map one file of a checkpoint into memory and check its size and checksum.
+
+    The file is memory-mapped copy-on-write rather than read into a new buffer: the pages
+    come straight from the page cache (no copy, no fresh allocation), tensors made from
+    them are writable, and writes never reach the file. Committed checkpoint files are
+    never modified in place (pruning unlinks them, which keeps existing mappings valid).
+    """
+    import mmap
+
     path = ckpt / fname
     try:
         size = path.stat().st_size
@@ -227,17 +267,15 @@ def _read_verified(ckpt: Path, fname: str, rec: Mapping[str, Any], algo: str) ->
         raise _corrupt(ckpt, f"{path} is missing") from None
     if size != rec.get("size"):
         raise _corrupt(
-            ckpt, f"{path} has {size} bytes but {rec.get('size')} were written (truncated?)"
+            ckpt,
+            f"{path} has {size} bytes but {rec.get('size')} were written "
+            f"({'truncated' if size < (rec.get('size') or 0) else 'grown'} after saving)",
         )
-    buf = bytearray(size)
-    with open(path, "rb", buffering=0) as f:
-        mv = memoryview(buf)
-        got = 0
-        while got < size:
-            n = f.readinto(mv[got:])
-            if not n:
-                raise _corrupt(ckpt, f"{path} ended after {got} of {size} bytes")
-            got += n
+    if size == 0:
+        buf: Any = bytearray()
+    else:
+        with open(path, "rb") as f:
+            buf = mmap.mmap(f.fileno(), size, access=mmap.ACCESS_COPY)
     if algo != "none" and algo in rec:
         hasher = _Hasher(algo)
         hasher.update(buf)
@@ -250,7 +288,7 @@ def _read_verified(ckpt: Path, fname: str, rec: Mapping[str, Any], algo: str) ->
     return buf
 
 
-def _parse_safetensors(ckpt: Path, fname: str, buf: bytearray) -> dict[str, torch.Tensor]:
+def _parse_safetensors(ckpt: Path, fname: str, buf: Any) -> dict[str, torch.Tensor]:
     """Tensors of a safetensors file held in ``buf``, without copying the data."""
     import torch
 
@@ -350,6 +388,11 @@ def _encode(obj: Any, parts: list[str], sink: _TensorSink, where: str) -> Any:
         return {"__tuple__": [_encode(v, [*parts, str(i)], sink, f"{where}[{i}]") for i, v in enumerate(obj)]}
     if isinstance(obj, bytes):
         return {"__bytes__": base64.b64encode(obj).decode()}
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
+    if isinstance(obj, Sequence) and not isinstance(obj, (str, bytes, bytearray)):
+        # e.g. an OmegaConf ListConfig; DictConfig is already a Mapping
+        return [_encode(v, [*parts, str(i)], sink, f"{where}[{i}]") for i, v in enumerate(obj)]
     mod = type(obj).__module__
     if mod == "numpy":
         import numpy as np
@@ -673,7 +716,8 @@ class CheckpointManager:
     def infos(self) -> list[CheckpointInfo]:
         """Committed checkpoints with their steps and metrics, oldest first."""
         return [
-            CheckpointInfo(s, p, dict(m.get("metrics") or {})) for s, p, m in _committed(self.root)
+            CheckpointInfo(s, p, _metrics_from_json(m.get("metrics")))
+            for s, p, m in _committed(self.root)
         ]
 
     def latest(self) -> Path | None:
@@ -772,7 +816,7 @@ class CheckpointManager:
                 "step": step,
                 "checksum": self.checksum,
                 "files": files,
-                "metrics": metrics,
+                "metrics": {k: _metric_json(v) for k, v in metrics.items()},
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             self._write_marker(final, marker)
@@ -874,6 +918,24 @@ class CheckpointManager:
                 shutil.rmtree(e.path, ignore_errors=True)
 
 
+def _metric_json(v: float) -> float | str:
+    # the marker is strict JSON: an infinite perplexity is spelled "inf"
+    if math.isfinite(v):
+        return v
+    return "nan" if math.isnan(v) else ("inf" if v > 0 else "-inf")
+
+
+def _metrics_from_json(raw: Any) -> dict[str, float]:
+    out: dict[str, float] = {}
+    if isinstance(raw, dict):
+        for k, v in raw.items():
+            try:
+                out[str(k)] = float(v)
+            except (TypeError, ValueError):
+                continue
+    return out
+
+
 def _metric_float(key: str, v: Any) -> float:
     try:
         return float(v)
@@ -905,6 +967,15 @@ def check_model_compatible(model: Any, state: Mapping[str, Any]) -> list[str]:
     for name, t in state.items():
         if name not in own:
             problems.append(f"{name}: in the checkpoint (shape {_shape(t)}) but not in the model")
+    for prefix in ("module.", "_orig_mod."):
+        ckpt_has = any(k.startswith(prefix) for k in state)
+        model_has = any(k.startswith(prefix) for k in own)
+        if problems and ckpt_has != model_has:
+            where = "checkpoint" if ckpt_has else "model"
+            problems.append(
+                f"hint: the {where}'s tensor names start with {prefix!r} (a DDP or torch.compile "
+                "wrapper); save and load the unwrapped module's state dict"
+            )
     return problems
 
 

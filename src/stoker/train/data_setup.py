@@ -125,9 +125,7 @@ def make_sampler(n: int, *, seed: int, shuffle: bool, rank: int, world_size: int
 def epoch_loader(dataset: Any, sampler: Any, epoch: int, *, batch_size: int,
                  skip_batches: int, num_workers: int) -> DataLoader:
     """The rest of ``epoch`` after ``skip_batches`` micro-batches, as a DataLoader."""
-    sampler.set_epoch(epoch)
-    order = list(iter(sampler))
-    order = order[skip_batches * batch_size:]
+    order = [int(i) for i in sampler.indices(epoch)[skip_batches * batch_size:]]
     return DataLoader(
         dataset, batch_size=batch_size, sampler=order, drop_last=True,
         num_workers=num_workers, generator=torch.Generator(),
@@ -142,6 +140,7 @@ def batches_per_epoch(sampler: Any, batch_size: int) -> int:
 def eval_loader(dataset: Any, *, batch_size: int, rank: int, world_size: int,
                 num_workers: int) -> DataLoader:
     """The eval split in order, each rank a disjoint stride of it."""
-    order = list(range(rank, len(dataset), world_size))
+    usable = len(dataset) - len(dataset) % world_size  # same batch count on every rank
+    order = list(range(rank, usable, world_size))
     return DataLoader(dataset, batch_size=batch_size, sampler=order, drop_last=False,
                       num_workers=num_workers, generator=torch.Generator())

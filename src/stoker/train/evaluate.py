@@ -100,3 +100,30 @@ def _batch_len(batch: Any) -> int:
         return int(batch.shape[0])
     return 1
 
+
+
+def evaluate_checkpoint(
+    path: str, *, split: str | None = None, max_batches: int | None = None
+) -> tuple[dict[str, float], Any]:
+    """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU."""
+    from stoker.config import build
+    from stoker.train.data_setup import build_data, eval_loader
+    from stoker.train.distributed import DistEnv
+    from stoker.train.loading import load_trained
+
+    trained = load_trained(path)
+    recipe = trained.recipe
+    data_cfg = recipe.data.model_copy(update={"eval_split": split}) if split else recipe.data
+    data = build_data(data_cfg, recipe.model, seed=recipe.seed)
+    if data.eval is None:
+        from stoker.errors import DataError
+
+        raise DataError(f"split '{data_cfg.eval_split}' has no complete window to evaluate")
+    loader = eval_loader(data.eval, batch_size=data_cfg.eval_batch_size or data_cfg.batch_size,
+                         rank=0, world_size=1, num_workers=0)
+    losses = {k: build(v) for k, v in recipe.losses.items()}
+    metrics = {k: build(v) for k, v in recipe.metrics.items()}
+    out = evaluate(trained.model, loader, inputs=recipe.model_inputs, losses=losses,
+                   metrics=metrics, env=DistEnv(), max_batches=max_batches,
+                   prefix=f"{data_cfg.eval_split}/")
+    return out, trained.checkpoint

@@ -22,7 +22,7 @@ from typing import Any
 
 from stoker.errors import UserError
 
-__all__ = ["RunPlan", "atomic_write_text", "plan_run_dir", "write_run_files", "truncate_metrics"]
+__all__ = ["RunPlan", "atomic_write_text", "plan_run_dir", "write_run_files"]
 
 CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
@@ -182,23 +182,3 @@ def write_run_files(run_dir: Path, *, config_yaml: str, argv: list[str]) -> None
     atomic_write_text(run_dir / "config.yaml", config_yaml)
     atomic_write_text(run_dir / "command.txt", shlex.join(argv) + "\n")
     atomic_write_text(run_dir / "env.json", json.dumps(environment_info(), indent=2) + "\n")
-
-
-def truncate_metrics(run_dir: Path, step: int) -> None:
-    """Drop metric records newer than the checkpoint a run resumes from.
-
-    After a crash the log holds steps that are about to be recomputed; keeping them would
-    show each of those steps twice.
-    """
-    path = run_dir / METRICS
-    if not path.exists():
-        return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line cut by kill -9
-        if int(rec.get("step", 0)) <= step:
-            kept.append(line)
-    atomic_write_text(path, "".join(x + "\n" for x in kept))

@@ -1,0 +1,155 @@
+"""Data preparation throughput and memory: stoker vs raw HF tokenizers, same run.
+
+    python benchmarks/bench_data_prepare.py [--mb 200] [--workers N]
+
+1. Builds a >= --mb MB text corpus from the built-in corpus (stdlib .py files, copied
+   into numbered directories) under benchmarks/_work/ (git-ignored).
+2. Subword: ``stoker data prepare --type subword`` with a ByteLevel BPE 8192 tokenizer and
+   --workers N, against ``tokenizers.Tokenizer.encode_batch`` of the same documents with
+   RAYON_NUM_THREADS=N (documents already in memory: the baseline pays no I/O), in the
+   same run. Prints the ratio (goal >= 0.9x) and stoker's peak RSS (process tree).
+3. Char: ``stoker data prepare --type char`` MB/s (goal >= 100 MB/s).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+WORK = HERE / "_work" / "data"
+STOKER = [sys.executable, "-m", "stoker"]
+
+
+def build_corpus(mb: int) -> tuple[Path, int]:
+    from stoker.data.corpus import default_corpus_files
+
+    files = default_corpus_files()
+    one = sum(f.stat().st_size for f in files)
+    copies = -(-mb * 1_000_000 // one)
+    root = WORK / f"corpus-{mb}mb"
+    stamp = root / ".complete"
+    if not stamp.exists():
+        shutil.rmtree(root, ignore_errors=True)
+        for c in range(copies):
+            d = root / f"copy{c:02d}"
+            d.mkdir(parents=True)
+            for i, f in enumerate(files):
+                (d / f"{i:04d}_{f.name}").write_bytes(f.read_bytes())
+        stamp.write_text("ok")
+    total = sum(p.stat().st_size for p in root.rglob("*.py"))
+    return root, total
+
+
+def tokenizer_dir() -> Path:
+    from stoker.data.corpus import default_corpus_files
+    from stoker.data.tokenizers import train_tokenizer
+
+    d = WORK / "bpe8192"
+    if not (d / "tokenizer.json").exists():
+        files = default_corpus_files()
+        tok = train_tokenizer((f.read_text("utf-8") for f in files), type="bpe", vocab_size=8192,
+                              length=len(files))
+        tok.save(d)
+    return d
+
+
+def run_tree(cmd: list[str], env=None) -> tuple[float, float]:
+    """Run ``cmd``; return (seconds, peak RSS of the process tree in MB)."""
+    import psutil
+
+    t0 = time.perf_counter()
+    p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ps = psutil.Process(p.pid)
+    peak = 0
+    while p.poll() is None:
+        try:
+            rss = ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True))
+            peak = max(peak, rss)
+        except psutil.Error:
+            pass
+        time.sleep(0.05)
+    dt = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise SystemExit(f"{cmd} failed:\n{p.stderr.read()}")
+    return dt, peak / 1e6
+
+
+BASELINE = r"""
+import sys, time, os
+from pathlib import Path
+from tokenizers import Tokenizer
+tok = Tokenizer.from_file(sys.argv[1])
+docs = [p.read_text("utf-8") for p in sorted(Path(sys.argv[2]).rglob("*.py"))]
+n = sum(len(d.encode()) for d in docs)
+fast = sys.argv[3] == "fast"
+fn = tok.encode_batch_fast if fast else tok.encode_batch
+t = time.perf_counter()
+ntok = 0
+for i in range(0, len(docs), 1024):
+    ntok += sum(len(e.ids) for e in fn(docs[i:i + 1024], add_special_tokens=False))
+dt = time.perf_counter() - t
+print(dt, n, ntok)
+"""
+
+
+def baseline(tok_json: Path, corpus: Path, workers: int, fast: bool) -> tuple[float, int, int]:
+    env = dict(os.environ, RAYON_NUM_THREADS=str(workers), TOKENIZERS_PARALLELISM="true")
+    out = subprocess.run([sys.executable, "-c", BASELINE, str(tok_json), str(corpus),
+                          "fast" if fast else "plain"], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    return float(out[0]), int(out[1]), int(out[2])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--skip-subword", action="store_true")
+    a = ap.parse_args()
+    corpus, nbytes = build_corpus(a.mb)
+    print(f"corpus: {nbytes / 1e6:.1f} MB in {sum(1 for _ in corpus.rglob('*.py'))} files; "
+          f"workers/threads = {a.workers}; cores = {os.cpu_count()}")
+    results = {}
+
+    out = WORK / "out-char"
+    shutil.rmtree(out, ignore_errors=True)
+    dt, rss = run_tree([*STOKER, "data", "prepare", "-q", "--input-path", str(corpus), "--output-dir",
+                        str(out), "--type", "char", "--workers", str(a.workers)])
+    print(f"char   stoker prepare: {dt:6.2f} s  {nbytes / 1e6 / dt:7.1f} MB/s  peak RSS {rss:6.0f} MB "
+          "(goal >= 100 MB/s)")
+    results["char_mb_s"] = nbytes / 1e6 / dt
+    results["char_peak_rss_mb"] = rss
+    shutil.rmtree(out, ignore_errors=True)
+
+    if not a.skip_subword:
+        tdir = tokenizer_dir()
+        b_dt, b_bytes, b_tok = baseline(tdir / "tokenizer.json", corpus, a.workers, fast=False)
+        print(f"subword HF encode_batch ({a.workers} threads): {b_dt:6.2f} s  "
+              f"{b_bytes / 1e6 / b_dt:6.2f} MB/s  ({b_tok:,} tokens, documents already in memory)")
+        f_dt, _, _ = baseline(tdir / "tokenizer.json", corpus, a.workers, fast=True)
+        print(f"subword HF encode_batch_fast ({a.workers} threads): {f_dt:6.2f} s  "
+              f"{b_bytes / 1e6 / f_dt:6.2f} MB/s")
+        out = WORK / "out-bpe"
+        shutil.rmtree(out, ignore_errors=True)
+        dt, rss = run_tree([*STOKER, "data", "prepare", "-q", "--input-path", str(corpus),
+                            "--output-dir", str(out), "--type", "subword", "--tokenizer-path",
+                            str(tdir), "--workers", str(a.workers)])
+        md = json.loads((out / "metadata.json").read_text())
+        print(f"subword stoker prepare (-j {a.workers}, end to end incl. startup, hashing, writing): "
+              f"{dt:6.2f} s  {nbytes / 1e6 / dt:6.2f} MB/s  peak RSS {rss:6.0f} MB  "
+              f"({md['total_tokens']:,} tokens incl. one eos per document)")
+        print(f"ratio stoker / HF encode_batch = {b_dt / dt:.2f}x (goal >= 0.9x); "
+              f"vs encode_batch_fast = {f_dt / dt:.2f}x")
+        results.update(subword_mb_s=nbytes / 1e6 / dt, hf_encode_batch_mb_s=b_bytes / 1e6 / b_dt,
+                       hf_fast_mb_s=b_bytes / 1e6 / f_dt, ratio=b_dt / dt, subword_peak_rss_mb=rss)
+    print(json.dumps({k: round(v, 3) for k, v in results.items()}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""``@stoker.entrypoint``, ``@stoker.factory`` and ``stoker.main(fn)`` for users' scripts.
+
+    @stoker.entrypoint
+    def train(model: ModelConfig, epochs: int = 10): ...
+
+    if __name__ == "__main__":
+        stoker.main(train)
+
+gives ``python train.py model.size=256 epochs=5``, a positional config file or
+``-c FILE``, ``--dryrun``, ``--to-yaml/--to-toml/--to-json PATH``, ``--yes``, and a
+``--help`` that lists every argument with its type and default plus the registered
+factories for each argument's type. Exit codes: 0 ok, 1 the function failed, 2 bad input,
+130 interrupted. Mistakes are reported without a traceback (``--verbose`` shows one).
+"""
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NoReturn, Sequence
+
+from stoker.config.factories import factory  # noqa: F401 - public as stoker.factory
+
+__all__ = ["entrypoint", "factory", "main", "run"]
+
+_SUFFIXES = (".yaml", ".yml", ".toml", ".json")
+
+
+@dataclass
+class EntrypointInfo:
+    fn: Callable[..., Any]
+    name: str
+    help: str | None = None
+
+
+def entrypoint(fn: Callable[..., Any] | None = None, *, name: str | None = None,
+               help: str | None = None) -> Any:  # noqa: A002 - mirrors NeMo-Run's keyword
+    """Mark ``fn`` as a command-line entrypoint; it stays callable as before."""
+
+    def mark(f: Callable[..., Any]) -> Callable[..., Any]:
+        f.__stoker_entrypoint__ = EntrypointInfo(f, name or f.__name__, help)  # type: ignore[attr-defined]
+        return f
+
+    return mark(fn) if fn is not None else mark
+
+
+@dataclass
+class _Args:
+    config: str | None = None
+    overrides: list[str] = field(default_factory=list)
+    dryrun: bool = False
+    yes: bool = False
+    verbose: bool = False
+    help: bool = False
+    to_yaml: str | None = None
+    to_toml: str | None = None
+    to_json: str | None = None
+
+
+_VALUE_OPTS = {"-c": "config", "--config": "config", "--to-yaml": "to_yaml",
+               "--to-toml": "to_toml", "--to-json": "to_json"}
+_FLAG_OPTS = {"--dryrun": "dryrun", "--dry-run": "dryrun", "--yes": "yes", "-y": "yes",
+              "--no-confirm": "yes", "--verbose": "verbose", "-v": "verbose",
+              "--help": "help", "-h": "help"}
+
+
+def _parse_argv(argv: Sequence[str]) -> _Args:
+    from stoker.config.targets import suggest
+    from stoker.errors import UserError
+
+    a = _Args()
+    i = 0
+    args = list(argv)
+    while i < len(args):
+        s = args[i]
+        if s in _FLAG_OPTS:
+            setattr(a, _FLAG_OPTS[s], True)
+        elif s in _VALUE_OPTS:
+            if i + 1 >= len(args):
+                raise UserError(f"{s} needs a value (a file path)")
+            setattr(a, _VALUE_OPTS[s], args[i + 1])
+            i += 1
+        elif s.startswith("--") and "=" in s and s.split("=", 1)[0] in _VALUE_OPTS:
+            opt, value = s.split("=", 1)
+            setattr(a, _VALUE_OPTS[opt], value)
+        elif s.startswith("-") and not s.startswith("--") and len(s) > 1 and "=" not in s:
+            raise UserError(f"unknown option {s}. Options: {', '.join(sorted({*_FLAG_OPTS, *_VALUE_OPTS}))}")
+        elif s.startswith("--"):
+            opt = s.split("=", 1)[0]
+            hint = suggest(opt, [*_FLAG_OPTS, *_VALUE_OPTS])
+            raise UserError(f"unknown option {opt}.{hint} Arguments are set as key=value "
+                            "(no dashes); see --help")
+        elif "=" not in s and not s.startswith("~"):
+            path = s[1:] if s.startswith("@") else s
+            if Path(path).suffix.lower() in _SUFFIXES:
+                if a.config:
+                    raise UserError(f"two config files given ({a.config} and {path}); give one")
+                a.config = path
+            else:
+                raise UserError(f"unexpected argument '{s}': arguments are key=value "
+                                "(e.g. epochs=5), a config file, or options; see --help")
+        else:
+            a.overrides.append(s)
+        i += 1
+    return a
+
+
+def _compose(fn: Callable[..., Any], a: _Args) -> Any:
+    from omegaconf import OmegaConf
+
+    from stoker.config.overrides import apply_overrides
+    from stoker.config.schema import SignatureSchema, default_tree
+    from stoker.config.sources import attach_sources, load, sources_of, to_omegaconf
+
+    schema = SignatureSchema(fn)
+    cfg = to_omegaconf(default_tree(schema), {"": (_where(fn), None)})
+    if a.config:
+        loaded = load(a.config)
+        merged = OmegaConf.merge(cfg, loaded)
+        attach_sources(merged, {**sources_of(cfg), **sources_of(loaded)})
+        cfg = merged
+    dirs = [Path(a.config).parent] if a.config else []
+    script = getattr(sys.modules.get(fn.__module__), "__file__", None)
+    if script:
+        dirs.append(Path(script).parent)
+    if a.overrides:
+        apply_overrides(cfg, a.overrides, search_path=dirs, schema=schema)
+    return cfg, schema
+
+
+def _where(fn: Callable[..., Any]) -> str:
+    code = getattr(fn, "__code__", None)
+    return f"{fn.__module__}.{fn.__qualname__}" + (f" (line {code.co_firstlineno})" if code else "")
+
+
+def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
+        prog: str | None = None) -> int:
+    """Run ``fn`` as a command with ``argv``; returns the exit code (0/1/2/130)."""
+    from stoker.cli.app import print_error, report_exception
+
+    args = list(sys.argv[1:] if argv is None else argv)
+    prog = prog or Path(sys.argv[0]).name or fn.__name__
+    try:
+        a = _parse_argv(args)
+        if a.verbose:
+            os.environ["STOKER_VERBOSE"] = "1"
+        if a.help:
+            print_help(fn, prog)
+            return 0
+        from stoker.cli.front_door import run_front_door
+        from stoker.config.validation import to_typed
+
+        cfg, schema = _compose(fn, a)
+        go = run_front_door(cfg, dryrun=a.dryrun, to_yaml=a.to_yaml, to_toml=a.to_toml,
+                            to_json=a.to_json, yes=a.yes, title=f"{fn.__module__}:{fn.__name__}",
+                            schema=schema)
+        if not go:
+            return 0
+        kwargs = to_typed(cfg, schema)
+    except KeyboardInterrupt:
+        print_error("interrupted", None)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI boundary maps every error to a code
+        return report_exception(e)
+    try:
+        result = fn(**kwargs)
+    except KeyboardInterrupt:
+        print_error("interrupted", None)
+        return 130
+    except Exception as e:  # noqa: BLE001
+        return report_exception(e)
+    return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def main(fn: Callable[..., Any], argv: Sequence[str] | None = None) -> NoReturn:
+    """Run ``fn`` from the command line and exit with its code."""
+    sys.stdout.flush()
+    code = run(fn, argv)
+    sys.stdout.flush()
+    sys.exit(code)
+
+
+# ---------------------------------------------------------------------------- help
+def print_help(fn: Callable[..., Any], prog: str) -> None:
+    import inspect
+
+    from rich.console import Console
+    from rich.panel import Panel
+    from rich.table import Table
+
+    from stoker.config import schema as sch
+    from stoker.config.factories import all_factories, factories_for
+
+    console = Console(soft_wrap=False)
+    from rich.markup import escape
+
+    console.print(escape(f"Usage: {prog} [OPTIONS] [CONFIG_FILE] [key=value ...]") + "\n")
+    info = getattr(fn, "__stoker_entrypoint__", None)
+    console.print(f"[bold][Entrypoint][/bold] {info.name if info else fn.__name__}  "
+                  f"[dim]{_where(fn)}[/dim]")
+    doc = (info.help if info and info.help else inspect.getdoc(fn)) or ""
+    if doc:
+        console.print(doc)
+
+    opts = Table.grid(padding=(0, 2))
+    for flag, text in [
+        ("CONFIG_FILE, -c, --config FILE", "YAML/TOML/JSON file with argument values"),
+        ("key=value", "set an argument; nested: model.size=256; +key, ++key, ~key; key=@file.yaml[:section]"),
+        ("--dryrun", "print the resolved arguments and exit"),
+        ("--to-yaml / --to-toml / --to-json PATH", "export the config (re-load with -c) and exit"),
+        ("--yes, -y", "skip the confirmation (only asked on a terminal)"),
+        ("--verbose, -v", "show Python tracebacks"),
+        ("--help, -h", "show this message"),
+    ]:
+        opts.add_row(f"[cyan]{flag}[/cyan]", text)
+    console.print(Panel(opts, title="Options", title_align="left"))
+
+    fields = sch.SignatureSchema(fn).fields()
+    args = Table.grid(padding=(0, 2))
+    for name, f in fields.items():
+        if f.required:
+            default = "(its field defaults)" if _nested_fields(f.type) else "[red]required[/red]"
+        else:
+            default = escape(_short(sch.default_value(f)))
+        args.add_row(f"[cyan]{name}[/cyan]", sch.type_name(f.type), default)
+        for sub_name, sub in _nested_fields(f.type):
+            sub_default = "required" if sub.required else escape(_short(sch.default_value(sub)))
+            args.add_row(f"  {name}.{sub_name}", sch.type_name(sub.type), sub_default)
+    console.print(Panel(args, title="Arguments", title_align="left"))
+
+    registered = all_factories()
+    for name, f in fields.items():
+        rows = [e for e in factories_for(name, f.type)
+                if e.for_key == name or (e.returns is not None and f.type is not Any
+                                         and _type_known(f.type))]
+        if not rows:
+            continue
+        t = Table.grid(padding=(0, 2))
+        for e in rows:
+            t.add_row(f"[green]{e.name}[/green]", e.qualname, f"line {e.line}" if e.line else "")
+        console.print(Panel(t, title=f"Factories for {name}: {sch.type_name(f.type)}  "
+                                     f"(select with {name}=NAME)", title_align="left"))
+    del registered
+
+
+def _type_known(tp: Any) -> bool:
+    from stoker.config import schema as sch
+
+    return any(m not in (str, int, float, bool) for m in sch.non_none(tp))
+
+
+def _nested_fields(tp: Any) -> list[tuple[str, Any]]:
+    from stoker.config import schema as sch
+
+    members = [m for m in sch.non_none(tp) if sch.is_structured(m)]
+    if len(members) != 1:
+        return []
+    return list((sch.fields_of(members[0]) or {}).items())
+
+
+def _short(value: Any) -> str:
+    s = repr(value)
+    return s if len(s) <= 40 else s[:37] + "..."
+

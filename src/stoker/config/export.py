@@ -1,0 +1,119 @@
+"""Export a config tree to YAML/TOML/JSON so that it loads back to the identical tree.
+
+Interpolations (``${model.dim}``, ``${oc.env:X}``), ``???`` and ``_partial_`` are written
+as they are, never resolved. TOML has no null: None is written as ``"__none__"`` and read
+back as None by :mod:`stoker.config.sources`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from stoker.config.sources import TOML_NONE, format_of
+from stoker.errors import ConfigError, ConfigProblem
+
+
+def _plain(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, str) and type(x) is not str:
+        return str.__str__(x)
+    if isinstance(x, os.PathLike):
+        return os.fspath(x)
+    return x
+
+
+def interpolation_problem(e: Exception, cfg: Any = None) -> ConfigProblem:
+    """A ConfigProblem for an OmegaConf resolution error (path from its full_key)."""
+    from stoker.config.sources import problem
+
+    path = str(getattr(e, "full_key", "") or "")
+    msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    cause = e.__cause__ or e.__context__
+    if isinstance(cause, ConfigError):
+        msg = str(cause)
+    name = type(e).__name__
+    if "Interpolation" in name or "Resolver" in name or "GrammarParse" in name:
+        msg = f"cannot resolve interpolation: {msg}"
+    return problem(path, msg, cfg)
+
+
+def to_container(cfg: Any, resolve: bool = True) -> Any:
+    """Plain dicts/lists of a config. With ``resolve``, interpolations are replaced by their
+    values (ConfigError naming the node when one cannot be resolved); ``???`` stays."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    if not isinstance(cfg, (DictConfig, ListConfig)):
+        return _plain(cfg)
+    try:
+        data = OmegaConf.to_container(cfg, resolve=resolve, throw_on_missing=False)
+    except OmegaConfBaseException as e:
+        raise ConfigError(problems=[interpolation_problem(e, cfg)]) from None
+    except ConfigError:
+        raise
+    return _plain(data)
+
+
+def _toml_ready(x: Any) -> Any:
+    if x is None:
+        return TOML_NONE
+    if isinstance(x, dict):
+        return {k: _toml_ready(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_toml_ready(v) for v in x]
+    return x
+
+
+def dumps(cfg: Any, fmt: str = "yaml") -> str:
+    """Text of ``cfg`` in ``fmt`` (yaml/toml/json), interpolations kept."""
+    data = to_container(cfg, resolve=False)
+    if not isinstance(data, dict):
+        raise ConfigError(f"only mappings can be exported, not {type(data).__name__}")
+    if fmt == "yaml":
+        import yaml
+
+        dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+        return yaml.dump(data, Dumper=dumper, sort_keys=False, allow_unicode=True,
+                         default_flow_style=False)
+    if fmt == "json":
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+    if fmt == "toml":
+        import tomli_w
+
+        try:
+            return tomli_w.dumps(_toml_ready(data))
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"cannot write this config as TOML: {e}") from None
+    raise ConfigError(f"unknown export format '{fmt}'; use yaml, toml or json")
+
+
+def save(cfg: Any, path: str | Path) -> Path:
+    """Write ``cfg`` to ``path`` (format from the extension) atomically; returns the path."""
+    p = Path(path).expanduser()
+    text = dumps(cfg, format_of(p))
+    write_atomic(p, text)
+    return p
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Temp file in the same directory, fsync, then rename: never a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise

@@ -1,0 +1,103 @@
+"""Open a trained model from a checkpoint, a run directory or an ``art://`` model artifact.
+
+Used by ``stoker eval`` and ``stoker generate text``: the checkpoint carries the resolved
+config, so the model is rebuilt exactly as it was trained, and the run directory's copy of
+the tokenizer turns ids back into text.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from stoker.errors import CheckpointError
+
+__all__ = ["TrainedModel", "find_checkpoint", "load_trained"]
+
+
+@dataclass
+class TrainedModel:
+    model: Any
+    recipe: Any  # TrainRecipe
+    config: dict[str, Any]
+    checkpoint: Path
+    tokenizer: Any | None
+
+    def sample(self, prompt: str, *, max_new_tokens: int = 200, temperature: float = 0.8,
+               top_k: int | None = None, top_p: float | None = None, seed: int | None = 0) -> str:
+        from stoker.errors import UserError
+        from stoker.infer.generate import sample_text
+
+        if self.tokenizer is None:
+            raise UserError(
+                f"{self.checkpoint} is not a language model checkpoint (model.architecture="
+                f"{self.recipe.model.architecture}); text generation needs gpt or rnn"
+            )
+        return sample_text(self.model, self.tokenizer, prompt, max_new_tokens,
+                           temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+
+def _from_artifact(uri: str) -> Path:
+    from stoker.artifacts.registry import resolve_registry
+
+    entry = resolve_registry(None).resolve(uri)
+    path = Path(getattr(entry, "path", None) or entry)
+    return path / "checkpoint" if (path / "checkpoint").is_dir() else path
+
+
+def find_checkpoint(path: str) -> Path:
+    """A committed step directory from a step dir, a checkpoints dir, a run dir or art://."""
+    from stoker.train.checkpoint import resolve_checkpoint
+
+    p = _from_artifact(path) if path.startswith("art://") else Path(path).expanduser()
+    return resolve_checkpoint(p)
+
+
+def _recipe_from_config(config: dict[str, Any]) -> Any:
+    from stoker.train.schema import TrainRecipe
+
+    return TrainRecipe.model_validate(config)
+
+
+def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:
+    """The run's tokenizer copy, else the one of the dataset it trained on."""
+    from stoker.data.tokenizers import load_tokenizer
+
+    for cand in (ckpt.parent.parent / "tokenizer", ckpt.parent / "tokenizer", ckpt / "tokenizer"):
+        if cand.is_dir():
+            return load_tokenizer(cand)
+    if getattr(recipe.data, "type", None) == "tokens":
+        from stoker.train.data_setup import resolve_data_path
+
+        return load_tokenizer(resolve_data_path(recipe.data.path))
+    return None
+
+
+def load_trained(path: str, *, device: str = "cpu") -> TrainedModel:
+    import torch
+
+    from stoker.models import build_model
+    from stoker.train.checkpoint import check_model_compatible, load_checkpoint
+
+    ckpt = find_checkpoint(path)
+    state = load_checkpoint(ckpt, keys=("model", "config"))
+    config = state.get("config")
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{ckpt} holds no config; it was not written by `stoker train`")
+    recipe = _recipe_from_config(config)
+    vocab = None
+    weights = state["model"]
+    if getattr(recipe.model, "vocab_size", "absent") is None:
+        for key in ("tok_emb.weight", "lm_head.weight"):
+            if key in weights:
+                vocab = int(weights[key].shape[0])
+                break
+    model = build_model(recipe.model, vocab_size=vocab)
+    problems = check_model_compatible(model, weights)
+    if problems:
+        raise CheckpointError(f"{ckpt} does not fit the model of its own config:\n  "
+                              + "\n  ".join(problems[:20]))
+    model.load_state_dict(weights)
+    model.to(torch.device(device)).eval()
+    tok = _tokenizer_near(ckpt, recipe) if recipe.model.architecture != "cnn" else None
+    return TrainedModel(model, recipe, config, ckpt, tok)

@@ -1,0 +1,188 @@
+"""`stoker data ...` through the real CLI: determinism, kill-and-resume, every bad input."""
+from __future__ import annotations
+
+import filecmp
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from stoker.data.corpus import default_corpus_files
+
+pytestmark = pytest.mark.integration
+
+
+def run(cmd, *args, env=None, timeout=300):
+    return subprocess.run([*cmd, *map(str, args)], capture_output=True, text=True, env=env,
+                          timeout=timeout)
+
+
+def same_tree(a: Path, b: Path) -> None:
+    """Byte-identical datasets (metadata equal apart from the recorded command)."""
+    fa = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    fb = sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert fa == fb
+    for rel in fa:
+        if rel.name == "metadata.json":
+            ma, mb = (json.loads((x / rel).read_text()) for x in (a, b))
+            ma.pop("command"), mb.pop("command")
+            assert ma == mb
+        else:
+            assert filecmp.cmp(a / rel, b / rel, shallow=False), rel
+
+
+@pytest.fixture(scope="module")
+def big_corpus(tmp_path_factory) -> Path:
+    d = tmp_path_factory.mktemp("big")
+    for i, f in enumerate(default_corpus_files()[:260]):
+        (d / f"{i:04d}.py").write_bytes(f.read_bytes())
+    return d
+
+
+def test_help_is_light(stoker_cmd):
+    code = ("import sys; from stoker.cli.app import main\n"
+            "try:\n    main(['data', 'prepare', '--help'])\nexcept SystemExit: pass\n"
+            "bad = [m for m in ('numpy', 'tokenizers', 'torch', 'pyarrow') if m in sys.modules]\n"
+            "print('HEAVY', bad)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "HEAVY []" in r.stdout, r.stdout + r.stderr
+    assert "--split-ratios" in r.stdout and "--tokenizer-path" in r.stdout
+
+
+def test_craft_flags_char_and_subword_and_workers_determinism(stoker_cmd, tmp_path, corpus_dir):
+    sample = tmp_path / "sample.txt"
+    sample.write_text("".join(f.read_text() for f in sorted(corpus_dir.rglob("*.txt"))))
+    r = run(stoker_cmd, "data", "prepare", "--input-path", sample, "--output-dir", tmp_path / "c",
+            "--type", "char")
+    assert r.returncode == 0, r.stderr
+    assert "prepared" in r.stdout and "tokens" in r.stdout
+    assert "MB/s" in r.stderr  # plain progress lines when not on a TTY
+    r = run(stoker_cmd, "data", "train-tokenizer", "--input-path", corpus_dir, "--output-dir",
+            tmp_path / "tok", "--type", "bpe", "--vocab-size", "500")
+    assert r.returncode == 0, r.stderr
+    outs = []
+    for j in (1, 2):
+        out = tmp_path / f"s{j}"
+        r = run(stoker_cmd, "data", "prepare", "--input-path", corpus_dir, "--output-dir", out,
+                "--type", "subword", "--tokenizer-path", tmp_path / "tok", "--split-ratios",
+                "0.9,0.05,0.05", "--workers", j, "--shard-size-mb", "0.05")
+        assert r.returncode == 0, r.stderr
+        outs.append(out)
+    same_tree(*outs)
+    md = json.loads((outs[0] / "metadata.json").read_text())
+    assert "--workers 1" in md["command"] and md["tokenizer"]["type"] == "bpe"
+    # a finished output is recognised: re-running is a no-op, not a redo
+    before = (outs[0] / "metadata.json").stat().st_mtime_ns
+    r = run(stoker_cmd, "data", "prepare", "--input-path", corpus_dir, "--output-dir", outs[0],
+            "--type", "subword", "--tokenizer-path", tmp_path / "tok", "--shard-size-mb", "0.05")
+    assert r.returncode == 0 and (outs[0] / "metadata.json").stat().st_mtime_ns == before
+
+
+def test_kill_mid_way_then_resume(stoker_cmd, tmp_path, big_corpus, bpe_tokenizer_dir, cli_env):
+    args = ["data", "prepare", "--input-path", big_corpus, "--type", "subword", "--tokenizer-path",
+            bpe_tokenizer_dir, "--shard-size-mb", "0.03"]
+    out = tmp_path / "killed"
+    proc = subprocess.Popen([*stoker_cmd, *map(str, args), "--output-dir", str(out), "--workers", "1"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env)
+    work = out / ".stoker-prepare"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if work.is_dir() and len(list(work.glob("unit-*.json"))) >= 3:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "prepare finished before it could be killed; make the corpus bigger"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    committed = len(list(work.glob("unit-*.json")))
+    total = json.loads((work / "plan.json").read_text())["units"]
+    assert 3 <= committed < total
+    assert not (out / "metadata.json").exists()  # unfinished is never taken for finished
+    from stoker.data.datasets import TokenWindowDataset
+    from stoker.errors import DataError
+
+    with pytest.raises(DataError, match="unfinished"):
+        TokenWindowDataset(out, seq_len=8)
+    r = run(stoker_cmd, *args, "--output-dir", out, "--workers", "2", env=cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "resumed" in r.stderr
+    ref = tmp_path / "clean"
+    r = run(stoker_cmd, *args, "--output-dir", ref, "--workers", "2", env=cli_env)
+    assert r.returncode == 0, r.stderr
+    same_tree(out, ref)
+
+
+def _bad(stoker_cmd, *args):
+    r = run(stoker_cmd, "data", "prepare", *args)
+    assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
+    assert "error:" in r.stderr and "Traceback" not in r.stderr
+    return r.stderr
+
+
+def test_every_bad_input_exits_2_and_writes_nothing(stoker_cmd, tmp_path, corpus_dir, bpe_tokenizer_dir):
+    out = tmp_path / "out"
+    txt = str(corpus_dir / "part0")
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    (tmp_path / "emptydir").mkdir()
+    bad_jsonl = tmp_path / "bad.jsonl"
+    bad_jsonl.write_text('{"text": "ok"}\n{"text": "ok"}\n{oops\n{"text": "ok"}\n')
+    nofield = tmp_path / "nofield.jsonl"
+    nofield.write_text('{"text": "ok"}\n{"body": "x"}\n')
+    from stoker.data.tokenizers import CharTokenizer
+
+    CharTokenizer([chr(c) for c in range(0x10000, 0x10000 + 66000)] + list("abc")).save(tmp_path / "bigtok")
+
+    cases = [
+        (["--input-path", empty], "empty"),
+        (["--input-path", tmp_path / "missing.txt"], "no such file"),
+        (["--input-path", tmp_path / "emptydir"], "no readable files"),
+        (["--input-path", str(tmp_path / "*.nothing")], "matches no file"),
+        (["--input-path", txt, "--type", "word"], "unknown --type 'word'"),
+        (["--input-path", txt, "--split-ratios", "0.8,0.1"], "sum to 0.9"),
+        (["--input-path", txt, "--split-ratios", "1.1,-0.05,-0.05"], "must not be negative"),
+        (["--input-path", bad_jsonl], "bad.jsonl:3: not valid JSON"),
+        (["--input-path", nofield], "nofield.jsonl:2: no field 'text'"),
+        (["--input-path", txt, "--tokenizer-path", tmp_path / "bigtok", "--dtype", "uint16"],
+         "more than uint16"),
+        (["--input-path", txt, "--type", "subword", "--tokenizer-path", tmp_path / "nope"],
+         "does not exist"),
+        (["--input-path", txt, "--type", "subword"], "needs --tokenizer-path"),
+    ]
+    for args, msg in cases:
+        err = _bad(stoker_cmd, *args, "--output-dir", out)
+        assert msg in err, (args, err)
+        assert not out.exists(), f"{args} left {list(out.rglob('*'))}"
+
+    # --skip-bad-lines continues and reports the count
+    r = run(stoker_cmd, "data", "prepare", "--input-path", bad_jsonl, "--output-dir", out,
+            "--skip-bad-lines", "--split-ratios", "1")
+    assert r.returncode == 0, r.stderr
+    assert "skipped 1 bad line" in r.stdout
+    # an output dir holding a different dataset is refused unless --overwrite
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    err = _bad(stoker_cmd, "--input-path", txt, "--output-dir", out)
+    assert "already holds a different prepared dataset" in err and "--overwrite" in err
+    assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    r = run(stoker_cmd, "data", "prepare", "--input-path", txt, "--output-dir", out, "--overwrite")
+    assert r.returncode == 0, r.stderr
+    # a directory with unrelated files is never touched
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "notes.txt").write_text("keep me")
+    err = _bad(stoker_cmd, "--input-path", txt, "--output-dir", tmp_path / "mine", "--overwrite")
+    assert "not a stoker dataset" in err
+    assert os.listdir(tmp_path / "mine") == ["notes.txt"]
+
+
+def test_train_tokenizer_bad_input(stoker_cmd, tmp_path, corpus_dir):
+    r = run(stoker_cmd, "data", "train-tokenizer", "--input-path", corpus_dir, "--output-dir",
+            tmp_path / "t", "--type", "wordpiece")
+    assert r.returncode == 2 and "unknown --type" in r.stderr and not (tmp_path / "t").exists()
+    r = run(stoker_cmd, "data", "train-tokenizer", "--input-path", corpus_dir, "--output-dir",
+            tmp_path / "sp", "--type", "unigram", "--vocab-size", "400", "--library", "sentencepiece")
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "sp" / "tokenizer.model").is_file()

@@ -1,0 +1,243 @@
+"""`stoker train` end to end through the real CLI: resume rules, exactness, golden losses,
+signals, and the messages a user gets for bad input."""
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from train_helpers import read_metrics, run_cli, tiny_overrides, train_losses
+
+pytestmark = pytest.mark.integration
+
+# First 20 training losses of gpt-char at the tiny size of `tiny_overrides` on the tiny
+# corpus of conftest.py, on CPU. A change that moves them must say why.
+GOLDEN_PATH = Path(__file__).with_name("golden_gpt_char.json")
+
+
+def _weights(run_dir: Path, step: int) -> dict:
+    return load_file(run_dir / "checkpoints" / f"step-{step:08d}" / "model.safetensors")
+
+
+def _same_weights(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def reference_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One uninterrupted 20-step run that other tests compare against."""
+    out = tmp_path_factory.mktemp("ref") / "run"
+    exe = [str(Path(sys.executable).with_name("stoker"))]
+    run_cli(exe, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+            "trainer.max_steps=20", "--yes", check=True)
+    return out
+
+
+def test_golden_losses(reference_run: Path) -> None:
+    losses = train_losses(reference_run)
+    got = [losses[s] for s in range(1, 21)]
+    if not GOLDEN_PATH.exists():  # first run on a new model: record, then check in
+        GOLDEN_PATH.write_text(json.dumps(got, indent=1) + "\n")
+    assert got == json.loads(GOLDEN_PATH.read_text())
+
+
+def test_run_dir_layout_and_rerun_of_a_finished_run(stoker_cmd, reference_run: Path,
+                                                    tiny_data: Path) -> None:
+    for name in ("config.yaml", "command.txt", "env.json", "metrics.jsonl", "logs",
+                 "checkpoints"):
+        assert (reference_run / name).exists(), name
+    env = json.loads((reference_run / "env.json").read_text())
+    assert env["packages"]["torch"] and "dirty" in env["git"]
+    assert sorted(p.name for p in (reference_run / "checkpoints").iterdir() if not p.name.startswith(".")) \
+        == [f"step-{s:08d}" for s in (5, 10, 15, 20)]
+    evals = [r for r in read_metrics(reference_run) if "eval/loss" in r]
+    assert [r["step"] for r in evals] == [10, 20] and "eval/perplexity" in evals[0]
+    before = (reference_run / "metrics.jsonl").read_text()
+    again = run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, reference_run),
+                    "trainer.max_steps=20", "--yes", check=True)
+    assert "already finished at step 20" in again.stdout + again.stderr
+    assert (reference_run / "metrics.jsonl").read_text() == before  # no work done
+
+
+def test_stop_after_then_rerun_is_bitwise_equal(stoker_cmd, reference_run: Path,
+                                                 tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    base = [*tiny_overrides(tiny_data, out), "trainer.max_steps=20"]
+    first = run_cli(stoker_cmd, "train", "gpt-char", *base, "trainer.stop_after_steps=12",
+                    "--yes", check=True)
+    assert "stop_after_steps=12" in first.stdout
+    assert (out / "checkpoints" / "step-00000012").is_dir()
+    run_cli(stoker_cmd, "train", "gpt-char", *base, "--yes", check=True)
+    assert _same_weights(_weights(out, 20), _weights(reference_run, 20))
+    assert train_losses(out) == train_losses(reference_run)
+
+
+def test_raising_max_steps_continues(stoker_cmd, tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+            "trainer.max_steps=5", "--yes", check=True)
+    more = run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                   "trainer.max_steps=8", "--yes", check=True)
+    assert "resum" in more.stderr.lower()
+    steps = [r["step"] for r in read_metrics(out) if "eval/loss" not in r]
+    assert steps == list(range(1, 9))
+
+
+def test_kill_9_then_resume_is_bitwise_equal(stoker_cmd, reference_run: Path,
+                                             tiny_data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "gpt-char", *tiny_overrides(tiny_data, out), "trainer.max_steps=20", "--yes"]
+    kill_at = random.Random().randint(6, 18)  # after the first checkpoint (step 5)
+    env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([*stoker_cmd, *args], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, env=env)
+    deadline = time.monotonic() + 120
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "metrics.jsonl").exists() and any(
+                    r.get("step", 0) >= kill_at for r in _safe_metrics(out)):
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"run ended before the kill at step {kill_at}"
+    run_cli(stoker_cmd, *args, check=True)
+    assert train_losses(out) == train_losses(reference_run), f"killed at {kill_at}"
+    assert _same_weights(_weights(out, 20), _weights(reference_run, 20)), f"killed at {kill_at}"
+
+
+def _safe_metrics(out: Path) -> list[dict]:
+    recs = []
+    for line in (out / "metrics.jsonl").read_text().splitlines():
+        try:
+            recs.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return recs
+
+
+def test_sigint_saves_at_the_step_boundary_and_exits_130(stoker_cmd, tiny_data: Path,
+                                                         tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["train", "gpt-char", *tiny_overrides(tiny_data, out), "trainer.max_steps=100000",
+            "checkpoint.every_steps=100000", "--yes"]
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen([*stoker_cmd, *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (
+            (out / "metrics.jsonl").exists() and len(_safe_metrics(out)) >= 3):
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "SIGINT" in err and "resume" in err
+    ckpts = [p for p in (out / "checkpoints").iterdir() if p.name.startswith("step-")]
+    assert len(ckpts) == 1 and (ckpts[0] / "COMMITTED").exists()
+
+
+def test_stoker_eval_and_generate_on_a_checkpoint(stoker_cmd, reference_run: Path) -> None:
+    ev = run_cli(stoker_cmd, "eval", str(reference_run), check=True)
+    assert "valid/loss" in ev.stdout and "valid/perplexity" in ev.stdout
+    gen = run_cli(stoker_cmd, "generate", "text", "--checkpoint", str(reference_run),
+                  "--prompt", "def ", "-n", "20", check=True)
+    assert gen.stdout.startswith("def ")
+
+
+# ------------------------------------------------------------------------ bad input
+def _fails(stoker_cmd, tiny_data: Path, out: Path, *extra: str) -> str:
+    proc = run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                   "trainer.max_steps=3", *extra, "--yes")
+    assert proc.returncode == 2, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    return proc.stderr
+
+
+@pytest.mark.parametrize("extra, expected", [
+    (["model.architecture=transformer"], "'gpt', 'rnn', 'cnn'"),
+    (["data.path=/nonexistent/data"], "/nonexistent/data"),
+    (["data.batch_size=0"], "data.batch_size"),
+    (["trainer.max_steps=-1"], "trainer.max_steps"),
+    (["trainer.precision=fp16-mixed"], "fp16-mixed needs a CUDA GPU"),
+    (["data.tokenizer=bpe"], "prepared with a 'char' tokenizer"),
+    (["model.vocab_size=500"], "model.vocab_size=500"),
+    (["losses.ce.logits=preds.logit"], "Did you mean 'preds.logits'"),
+])
+def test_bad_input_is_explained_before_anything_is_written(stoker_cmd, tiny_data: Path,
+                                                           tmp_path: Path, extra, expected) -> None:
+    out = tmp_path / "run"
+    err = _fails(stoker_cmd, tiny_data, out, *extra)
+    assert expected in err
+    assert not out.exists()
+
+
+def test_checkpoint_of_another_shape_names_the_tensors(stoker_cmd, tiny_data: Path,
+                                                       tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+            "trainer.max_steps=5", "--yes", check=True)
+    err = _fails(stoker_cmd, tiny_data, out, "trainer.max_steps=8", "model.dim=64")
+    assert "tok_emb.weight" in err and "(47, 32)" in err and "(47, 64)" in err
+
+
+def test_corrupted_checkpoint_is_detected_and_previous_offered(stoker_cmd, tiny_data: Path,
+                                                               tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+            "trainer.max_steps=10", "--yes", check=True)
+    f = out / "checkpoints" / "step-00000010" / "model.safetensors"
+    data = bytearray(f.read_bytes())
+    data[-5] ^= 0xFF
+    f.write_bytes(bytes(data))
+    err = _fails(stoker_cmd, tiny_data, out, "trainer.max_steps=12")
+    assert "step-00000010" in err and "step-00000005" in err
+
+
+def test_full_disk_during_save_keeps_the_previous_checkpoint(stoker_cmd, tiny_data: Path,
+                                                             tmp_path: Path) -> None:
+    """A file-size limit makes the checkpoint write fail like a full disk would."""
+    import resource
+
+    out = tmp_path / "run"
+    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+            "trainer.max_steps=5", "--yes", check=True)
+
+    def limit() -> None:
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+
+    proc = subprocess.run([*stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                           "trainer.max_steps=10", "--yes"], capture_output=True, text=True,
+                          preexec_fn=limit, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert "could not save checkpoint step-00000010" in proc.stderr
+    assert "step-00000005 is intact" in proc.stderr
+    names = sorted(p.name for p in (out / "checkpoints").iterdir())
+    assert names == ["step-00000005"]
+    # and the run resumes from it once the disk has room again
+    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+            "trainer.max_steps=10", "--yes", check=True)
+
+
+def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(stoker_cmd, tiny_data: Path,
+                                                            tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    proc = run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                   "trainer.max_steps=50", "optim.lr=1e30", "trainer.clip=null",
+                   "schedule.warmup_steps=0", "checkpoint.every_steps=1", "--yes")
+    assert proc.returncode == 1, proc.stderr
+    assert "non-finite" in proc.stderr and "Traceback" not in proc.stderr
+    bad = [r["step"] for r in read_metrics(out) if "loss" in r and r["loss"] != r["loss"]
+           or r.get("loss") in (float("inf"), "inf", "nan", "NaN")]
+    steps = sorted(int(p.name[5:]) for p in (out / "checkpoints").iterdir()
+                   if p.name.startswith("step-"))
+    assert steps and (not bad or steps[-1] < min(bad))

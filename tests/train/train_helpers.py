@@ -1,0 +1,59 @@
+"""Helpers shared by the trainer tests (imported by path: tests run in importlib mode)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+
+def tiny_corpus_text() -> str:
+    """About 40 KB of deterministic Python-like text (no dependency on the stdlib's sources,
+    so the golden losses do not move with the Python version)."""
+    names = ["alpha", "beta", "gamma", "delta", "value", "count", "items", "total", "index"]
+    lines = []
+    for i in range(400):
+        a, b = names[i % len(names)], names[(i * 7 + 3) % len(names)]
+        lines.append(f"def {a}_{i}({b}, n={i % 13}):")
+        lines.append(f"    \"\"\"Return the {a} of {b}.\"\"\"")
+        lines.append(f"    if {b} is None:")
+        lines.append(f"        return {i}")
+        lines.append(f"    for k in range(n):")
+        lines.append(f"        {b} = {b} + k * {i % 5}")
+        lines.append(f"    return {b}")
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def tiny_overrides(data: Path, out: Path, *extra: str) -> list[str]:
+    """gpt-char shrunk to a few seconds on CPU."""
+    return [
+        f"data.path={data}", f"output_dir={out}",
+        "model.n_layers=2", "model.dim=32", "model.n_heads=2", "model.n_kv_heads=1",
+        "data.seq_len=32", "data.batch_size=8", "trainer.eval_every=10",
+        "trainer.eval_batches=2", "trainer.log_every=1", "checkpoint.every_steps=5",
+        "checkpoint.keep_last=10", "loggers=[jsonl]", "~callbacks.samples",
+        "schedule.warmup_steps=2", "register_artifact=false", "trainer.num_threads=1", *extra,
+    ]
+
+
+def run_cli(stoker_cmd: list[str], *args: str, cwd: Path | None = None,
+            env: dict[str, str] | None = None, check: bool = False,
+            timeout: float = 300) -> subprocess.CompletedProcess:
+    e = dict(os.environ if env is None else env)
+    e.setdefault("PYTHONHASHSEED", "0")
+    e.setdefault("OMP_NUM_THREADS", "1")
+    proc = subprocess.run([*stoker_cmd, *args], capture_output=True, text=True, cwd=cwd,
+                          env=e, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}")
+    return proc
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+
+
+def train_losses(run_dir: Path) -> dict[int, float]:
+    return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
