@@ -18,9 +18,10 @@ S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
           "AWS_DEFAULT_REGION": "us-east-1", "AWS_EC2_METADATA_DISABLED": "true"}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def moto_endpoint():
-    """A real S3-compatible HTTP server on 127.0.0.1 (moto), for s3fs."""
+    """A real S3-compatible HTTP server on 127.0.0.1 (moto), for s3fs. One per test: its
+    request log writes to the stderr that pytest captured for the test that started it."""
     pytest.importorskip("moto.server")
     pytest.importorskip("s3fs")
     import logging
