@@ -51,3 +51,23 @@ def test_missing_field_is_a_config_error(data_dir: Path) -> None:
     PretrainBlendsArtifact(path=data_dir).save("data")
     with pytest.raises(ConfigError, match="has no field 'colour'.*total_tokens"):
         _resolve({"x": "${art:data,colour}"})
+
+
+@pytest.mark.integration
+def test_art_reference_resolves_through_the_cli_with_the_default_registry(
+    tmp_path: Path, data_dir: Path, stoker_cmd: list[str]
+) -> None:
+    """A fresh `stoker` process resolves ${art:...} against $STOKER_HOME with no init call."""
+    import os
+    import subprocess
+
+    PretrainBlendsArtifact(path=data_dir, total_tokens=7).save("cli-data")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("tokens: ${art:cli-data,total_tokens}\nmissing: ${art:nope,path}\n")
+    ok = subprocess.run([*stoker_cmd, "config", "show", str(cfg), "~missing"],
+                        capture_output=True, text=True, env=dict(os.environ))
+    assert ok.returncode == 0, ok.stderr
+    assert "tokens: 7" in ok.stdout
+    bad = subprocess.run([*stoker_cmd, "config", "show", str(cfg)],
+                         capture_output=True, text=True, env=dict(os.environ))
+    assert bad.returncode == 2 and "nope" in bad.stderr and "Traceback" not in bad.stderr

@@ -136,3 +136,12 @@ def test_unknown_key_and_missing_vocab_are_config_errors():
     m = build_model({"architecture": "gpt", "dim": 32, "n_heads": 4, "n_layers": 1},
                     vocab_size=11)
     assert m.config.vocab_size == 11
+
+
+def test_last_only_gives_the_last_positions_logits():
+    model = make().eval()
+    x = torch.randint(0, 50, (2, 9))
+    full = model(x)["logits"]
+    last = model(x, last_only=True)["logits"]
+    assert last.shape == (2, 1, 50)
+    torch.testing.assert_close(last, full[:, -1:])

@@ -13,7 +13,8 @@ from stoker.errors import ConfigError
 
 ArtResolver = Callable[..., Any]
 
-_art_fn: ArtResolver | None = None
+_DEFAULT: Any = object()  # not chosen yet: the artifacts registry is installed on first use
+_art_fn: Any = _DEFAULT
 _registered = False
 
 
@@ -30,18 +31,26 @@ def set_art_resolver(fn: ArtResolver | None) -> ArtResolver | None:
 
 
 def get_art_resolver() -> ArtResolver | None:
+    global _art_fn
+    if _art_fn is _DEFAULT:
+        # The default is the process's artifact registry ($STOKER_HOME/registry unless
+        # stoker.init chose another); set_art_resolver(None) turns references off.
+        from stoker.artifacts.resolver import resolve_art
+
+        _art_fn = resolve_art
     return _art_fn
 
 
 def _art(name: Any = None, field: Any = "path") -> Any:
     if name is None or str(name).strip() == "":
         raise ConfigError("${art:...} needs an artifact name, e.g. ${art:my-data,path}")
-    if _art_fn is None:
+    fn = get_art_resolver()
+    if fn is None:
         raise ConfigError(
             f"cannot resolve ${{art:{name},{field}}}: no registry configured. "
             "Initialise one with `stoker.init(...)` (or stoker.config.resolvers."
             "set_art_resolver) before resolving artifact references.")
-    return _art_fn(str(name), str(field))
+    return fn(str(name), str(field))
 
 
 def ensure_registered() -> None:

@@ -3,6 +3,8 @@ hidden state), and a text-in/text-out convenience.
 
 A model takes part by having ``forward(input_ids, *, cache=None) -> {"logits": ...}`` and
 ``new_cache(batch_size, max_len)``; with a cache each step feeds only the newest token.
+A ``last_only=True`` keyword, when ``forward`` accepts one, skips the output head for all
+but the last position (stoker's models do).
 Without one (``use_cache=False``, or a model without ``new_cache``) every step re-runs the
 whole (cropped) context: slower, and a reference the cached path is tested against.
 
@@ -11,6 +13,7 @@ sample during training never disturbs the training RNG stream.
 """
 from __future__ import annotations
 
+import inspect
 from typing import Any
 
 import torch
@@ -64,7 +67,7 @@ def _context_limit(model: nn.Module) -> int | None:
     return getattr(cfg, "max_seq_len", None)
 
 
-@torch.no_grad()
+@torch.inference_mode()
 def generate(
     model: nn.Module,
     input_ids: Tensor,
@@ -98,11 +101,13 @@ def generate(
         generator = torch.Generator(device=device)
         generator.manual_seed(seed)
 
+    params = inspect.signature(model.forward).parameters
+    extra = {"last_only": True} if "last_only" in params else {}
     was_training = model.training
     model.eval()
     try:
         out = _generate(model, ids, max_new_tokens, temperature, top_k, top_p,
-                        use_cache and hasattr(model, "new_cache"), generator, eos_id)
+                        use_cache and hasattr(model, "new_cache"), generator, eos_id, extra)
     finally:
         model.train(was_training)
     return out[0] if squeeze else out
@@ -118,6 +123,7 @@ def _generate(
     use_cache: bool,
     generator: torch.Generator | None,
     eos_id: int | None,
+    extra: dict[str, Any],
 ) -> Tensor:
     B, T0 = ids.shape
     limit = _context_limit(model)
@@ -135,14 +141,14 @@ def _generate(
             if limit is not None and n > limit:
                 # context overflow: positions shift, so recompute the cropped window
                 cache.reset()
-                logits = model(out[:, n - limit : n], cache=cache)["logits"]
+                logits = model(out[:, n - limit : n], cache=cache, **extra)["logits"]
                 fed = n
             else:
-                logits = model(out[:, fed:n], cache=cache)["logits"]
+                logits = model(out[:, fed:n], cache=cache, **extra)["logits"]
                 fed = n
         else:
             start = n - limit if limit is not None and n > limit else 0
-            logits = model(out[:, start:n])["logits"]
+            logits = model(out[:, start:n], **extra)["logits"]
         nxt = sample_next(logits[:, -1, :], temperature=temperature, top_k=top_k, top_p=top_p,
                           generator=generator)
         if done is not None:

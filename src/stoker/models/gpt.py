@@ -187,7 +187,11 @@ class GPT(nn.Module):
             dtype=w.dtype,
         )
 
-    def forward(self, input_ids: Tensor, *, cache: KVCache | None = None) -> dict[str, Any]:
+    def forward(
+        self, input_ids: Tensor, *, cache: KVCache | None = None, last_only: bool = False
+    ) -> dict[str, Any]:
+        """``{"logits": [B, T, V]}``; ``last_only`` computes the last position's only
+        (``[B, 1, V]``), which is all generation needs."""
         B, T = input_ids.shape
         start = cache.pos if cache is not None else 0
         limit = cache.max_len if cache is not None else self.config.max_seq_len
@@ -203,6 +207,8 @@ class GPT(nn.Module):
         x = self.drop(self.tok_emb(input_ids))
         for i, layer in enumerate(self.layers):
             x = layer(x, rope, cache, i, mask)
+        if last_only:
+            x = x[:, -1:]
         logits = self.lm_head(self.norm(x))
         if cache is not None:
             cache.pos = start + T

@@ -79,10 +79,15 @@ class RNN(nn.Module):
         """An empty generation state (the arguments match :meth:`GPT.new_cache`)."""
         return RNNState()
 
-    def forward(self, input_ids: Tensor, *, cache: RNNState | None = None) -> dict[str, Any]:
+    def forward(
+        self, input_ids: Tensor, *, cache: RNNState | None = None, last_only: bool = False
+    ) -> dict[str, Any]:
+        """``{"logits": [B, T, V]}`` (``[B, 1, V]`` with ``last_only``)."""
         x = self.drop(self.tok_emb(input_ids))
         hidden = cache.hidden if cache is not None else None
         out, hidden = self.rnn(x, hidden)
+        if last_only:
+            out = out[:, -1:]
         logits = self.lm_head(self.drop(out))
         if cache is not None:
             cache.hidden = hidden
