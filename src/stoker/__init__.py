@@ -67,6 +67,13 @@ _LAZY: dict[str, str] = {
     "finish_wandb": "stoker.track.wandb_utils",
     "to_wandb_uri": "stoker.track.wandb_utils",
     "tokenizer_to_uri": "stoker.track.wandb_utils",
+    # models and generation
+    "build_model": "stoker.models",
+    "GPTConfig": "stoker.models",
+    "RNNConfig": "stoker.models",
+    "CNNConfig": "stoker.models",
+    "ModelConfig": "stoker.models",
+    "sample_text": "stoker.infer.generate",
 }
 
 __all__ = ["__version__", *_LAZY]
