@@ -106,3 +106,41 @@ def test_random_overrides_never_raise_anything_but_config_error(overrides):
         validate(cfg)
     except ConfigError as e:
         assert str(e)
+
+
+def _parsed(fn, text):
+    """(kind, key, value, has_value) of an override, or the error message."""
+    import math
+
+    try:
+        op = fn(text)
+    except ConfigError as e:
+        return ("error", str(e))
+    if op is None:
+        return None
+    value = "nan" if isinstance(op.value, float) and math.isnan(op.value) else op.value
+    return (op.kind, op.key, type(value).__name__, value, op.has_value)
+
+
+_fast_chars = st.sampled_from(list("aAzZ_09185.eE+-~=xX ") + ["true", "False", "NULL", "inf", "NaN",
+                                                               "1_0", "'", "${a}", "[1]", ",", "/"])
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_fast_chars, max_size=10).map("".join) | st.text(max_size=10))
+def test_fast_override_path_agrees_with_hydras_parser(text):
+    # the plain forms skip Hydra's (slow to import) parser; they must mean exactly the same
+    from stoker.config.overrides import _fast_parse, _hydra_parse
+
+    fast = _parsed(_fast_parse, text)
+    if fast is not None:
+        assert fast == _parsed(_hydra_parse, text), text
+
+
+@pytest.mark.parametrize("text", ["a=1", "a.b=-1_000", "a=1.", "a=.5", "a=1e-3", "a=+1E5", "a=inf",
+                                  "a=-NaN", "a=TRUE", "a=false", "a=Null", "a=nullx", "a=", "++a-b.c_d=x-y",
+                                  "+a=truex", "~a.b", "~a=3", "~a=", "~a=null", "a=1_0.5_5", "a=0", "a=infinity"])
+def test_fast_override_path_examples(text):
+    from stoker.config.overrides import _fast_parse, _hydra_parse
+
+    assert _parsed(_fast_parse, text) == _parsed(_hydra_parse, text)

@@ -186,3 +186,36 @@ def test_train_tokenizer_bad_input(stoker_cmd, tmp_path, corpus_dir):
             tmp_path / "sp", "--type", "unigram", "--vocab-size", "400", "--library", "sentencepiece")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "sp" / "tokenizer.model").is_file()
+
+
+def test_register_pipes_the_artifact_and_shows_in_registry(stoker_cmd, tmp_path, corpus_dir, cli_env):
+    reg = tmp_path / "reg"
+    txt = corpus_dir / "part0"
+    r = run(stoker_cmd, "data", "prepare", "--input-path", txt, "--output-dir", tmp_path / "d",
+            "--register", "x", "--registry", reg, "--quiet", env=cli_env)
+    assert r.returncode == 0, r.stderr
+    assert "prepared" in r.stderr  # human lines go to stderr when stdout is piped
+    r2 = run(stoker_cmd, "artifacts", "show", "art://x:latest", "--registry", reg, env=cli_env)
+    assert r2.returncode == 0, r2.stderr
+    assert "x:v1" in r2.stdout and "PretrainBlendsArtifact" in r2.stdout
+    # prepare's stdout is exactly what a next step's `load()` reads from stdin
+    code = ("import json, sys; from stoker.artifacts.types import PretrainBlendsArtifact\n"
+            "a = PretrainBlendsArtifact.load()\n"
+            "print(json.dumps([a.uri, a.total_tokens, a.split_tokens, str(a.train_path)]))")
+    r3 = subprocess.run([sys.executable, "-c", code], input=r.stdout, capture_output=True,
+                        text=True, env=cli_env)
+    assert r3.returncode == 0, r3.stderr
+    uri, total, splits, train = json.loads(r3.stdout)
+    md = json.loads((tmp_path / "d" / "metadata.json").read_text())
+    assert uri == "art://x:v1" and total == md["total_tokens"]
+    assert splits == {k: v["tokens"] for k, v in md["splits"].items()}
+    assert train.endswith("train")
+    # a bad name is refused before anything is prepared or registered
+    r4 = run(stoker_cmd, "data", "prepare", "--input-path", txt, "--output-dir", tmp_path / "e",
+             "--register", "../evil", "--registry", reg, env=cli_env)
+    assert r4.returncode == 2, (r4.stdout, r4.stderr)
+    assert "Invalid artifact name" in r4.stderr and "Traceback" not in r4.stderr
+    assert not (tmp_path / "e").exists()
+    assert not any("evil" in str(p) for p in tmp_path.rglob("*"))
+    r5 = run(stoker_cmd, "artifacts", "list", "--registry", reg, env=cli_env)
+    assert r5.returncode == 0 and "evil" not in r5.stdout and "x" in r5.stdout

@@ -112,6 +112,8 @@ def test_bf16_autocast_runs():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         out = model(torch.randint(0, 50, (1, 8)))["logits"]
     assert out.dtype == torch.bfloat16
+    out.float().sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
 
 
 @pytest.mark.parametrize(

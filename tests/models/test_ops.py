@@ -37,3 +37,21 @@ def test_rope_is_a_rotation_of_interleaved_pairs():
     a, b = x[..., 0::2], x[..., 1::2]
     torch.testing.assert_close(y[..., 0::2], a * c - b * s, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(y[..., 1::2], a * s + b * c, rtol=1e-5, atol=1e-5)
+
+
+def test_in_place_fused_rope_matches_the_copying_path_and_gradients():
+    from stoker.models.ops import apply_rope, rope_qkv
+
+    torch.manual_seed(0)
+    B, T, heads, hd, n_rot = 2, 5, 4, 8, 3
+    table = rope_table(hd, T, 10000.0).double()
+    base = torch.randn(B, T, heads * hd, dtype=torch.float64)
+    x = base.clone()
+    got = rope_qkv(x, table, n_rot, hd)
+    v = base.view(B, T, heads, hd)
+    want = torch.cat([apply_rope(v[:, :, :n_rot], table), v[:, :, n_rot:]], dim=2)
+    torch.testing.assert_close(got, want)
+
+    w = torch.randn(heads * hd, heads * hd, dtype=torch.float64, requires_grad=True)
+    inp = torch.randn(B, T, heads * hd, dtype=torch.float64)
+    torch.autograd.gradcheck(lambda w: rope_qkv(inp @ w, table, n_rot, hd), (w,))

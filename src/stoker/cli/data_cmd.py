@@ -148,6 +148,11 @@ def prepare_cmd(
     from stoker.data.prepare import prepare
     from stoker.errors import DataError
 
+    if register_name is not None:
+        # a bad name fails before any work, so nothing is prepared or half-registered
+        from stoker.artifacts.names import validate_name
+
+        validate_name(register_name)
     inputs: list = list(input_path or [])
     if blend is not None:
         from stoker.data.blend import read_blend_file
@@ -174,27 +179,15 @@ def prepare_cmd(
         say(f"skipped {md['bad_lines_skipped']} bad line(s) (--skip-bad-lines)")
     if register_name is not None:
         from stoker.artifacts import wire
+        from stoker.artifacts.types import print_step_complete
 
         art = wire.register_prepared_dataset(out, register_name, registry=registry)
         if piped_json:
-            sys.stdout.write(_artifact_json(art) + "\n")
-            sys.stdout.flush()
+            # the one pipe format (`Artifact.load()` with no path reads it from stdin)
+            print_step_complete(art)
         else:
             uri = getattr(art, "uri", None) or f"art://{register_name}"
             typer.echo(f"registered {uri}")
-
-
-def _artifact_json(art) -> str:
-    import json
-
-    for meth in ("to_json", "model_dump_json"):
-        fn = getattr(art, meth, None)
-        if callable(fn):
-            out = fn()
-            return out if isinstance(out, str) else json.dumps(out)
-    if hasattr(art, "model_dump"):
-        return json.dumps(art.model_dump(mode="json"))
-    return json.dumps(getattr(art, "__dict__", str(art)), default=str)
 
 
 # ---------------------------------------------------------------------- train-tokenizer

@@ -107,6 +107,13 @@ def _parse_argv(argv: Sequence[str]) -> _Args:
 
 
 def _compose(fn: Callable[..., Any], a: _Args) -> Any:
+    from stoker.config._gc import paused
+
+    with paused():  # config work only: see stoker.config._gc
+        return _compose_tree(fn, a)
+
+
+def _compose_tree(fn: Callable[..., Any], a: _Args) -> Any:
     from omegaconf import OmegaConf
 
     from stoker.config.overrides import apply_overrides

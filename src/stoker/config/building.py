@@ -61,6 +61,13 @@ class _Builder:
 
         if node._is_interpolation():
             raw = node._value()
+            from stoker.config.validation import _NO_FAST, _fast_ref
+
+            fast = _fast_ref(self.root, raw)  # `${a.b}` without OmegaConf's grammar parser
+            if fast is not _NO_FAST:
+                if isinstance(fast, (DictConfig, ListConfig)):
+                    return self.node(fast, path)
+                return self.plain(fast, path)
             if isinstance(raw, str) and _PURE_REF.match(raw):
                 try:
                     target = node._dereference_node()

@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from stoker.config._gc import gc_paused
 from stoker.config.sources import (SUFFIXES, attach_sources, prefixed, read, sources_of,
                                    to_omegaconf)
 from stoker.errors import ConfigError
@@ -22,6 +23,7 @@ from stoker.errors import ConfigError
 PY_CONFIG_FUNCTIONS = ("get_config", "config")
 
 
+@gc_paused
 def compose(source: Any = None, overrides: Sequence[str] = (), *,
             search_path: Sequence[str | Path] | None = None, schema: Any = None):
     """Compose a config tree from ``source`` and Hydra-grammar ``overrides``.

@@ -123,10 +123,11 @@ def _yaml_loader():
     return _yaml_loader_cls
 
 
-def _yaml_lines(text: str, file: str, check_duplicates: bool) -> SourceMap:
+def _yaml_lines(text: str, file: str, check_duplicates: bool, root: Any = None) -> SourceMap:
     import yaml
 
-    root = yaml.compose(text, Loader=_yaml_loader())
+    if root is None:
+        root = yaml.compose(text, Loader=_yaml_loader())
     sources: SourceMap = {}
     if root is None:
         return sources
@@ -158,8 +159,14 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
     import yaml
 
     try:
-        sources = _yaml_lines(text, file, check_duplicates=True)
-        data = yaml.load(text, Loader=_yaml_loader())
+        # One parse: the node graph gives the line numbers, then becomes the data.
+        loader = _yaml_loader()(text)
+        try:
+            root = loader.get_single_node()
+            sources = _yaml_lines(text, file, check_duplicates=True, root=root) if root is not None else {}
+            data = loader.construct_document(root) if root is not None else None
+        finally:
+            loader.dispose()
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + 1 if mark else None

@@ -103,12 +103,27 @@ def _getattr_chain(path: str, obj: Any, mod_name: str, attrs: list[str]) -> Any:
     return obj
 
 
+# Signatures and resolved annotations per callable: a recipe repeats the same few targets
+# (24 blocks of torch.nn.Linear) and inspect.signature / typing.get_type_hints are slow.
+_SIGNATURES: dict[Any, inspect.Signature | None] = {}
+_HINTS: dict[Any, dict[str, Any]] = {}
+
+
 def signature_of(fn: Callable[..., Any]) -> inspect.Signature | None:
     """The call signature of a class or function, or None when Python cannot tell."""
     try:
-        return inspect.signature(fn)
+        return _SIGNATURES[fn]
+    except (KeyError, TypeError):
+        pass
+    try:
+        sig: inspect.Signature | None = inspect.signature(fn)
     except (TypeError, ValueError):
-        return None
+        sig = None
+    try:
+        _SIGNATURES[fn] = sig
+    except TypeError:  # unhashable callable: not cached
+        pass
+    return sig
 
 
 def accepts_any_kwargs(sig: inspect.Signature) -> bool:
@@ -121,7 +136,22 @@ def keyword_names(sig: inspect.Signature) -> list[str]:
 
 
 def type_hints_of(fn: Any) -> dict[str, Any]:
-    """Resolved annotations of a callable's parameters; unresolvable ones are left out."""
+    """Resolved annotations of a callable's parameters; unresolvable ones are left out.
+
+    Cached per callable; callers must not modify the returned dict."""
+    try:
+        return _HINTS[fn]
+    except (KeyError, TypeError):
+        pass
+    hints = _type_hints_of(fn)
+    try:
+        _HINTS[fn] = hints
+    except TypeError:
+        pass
+    return hints
+
+
+def _type_hints_of(fn: Any) -> dict[str, Any]:
     import typing
 
     target = fn.__init__ if inspect.isclass(fn) and "__init__" in _own_dict(fn) else fn

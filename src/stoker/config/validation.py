@@ -16,6 +16,7 @@ import typing
 from typing import Any
 
 from stoker.config import schema as sch
+from stoker.config._gc import gc_paused, paused
 from stoker.config.sources import join, problem
 from stoker.config.targets import (RESERVED, accepts_any_kwargs, import_target, keyword_names,
                                    signature_of, suggest, target_name, type_hints_of)
@@ -188,10 +189,50 @@ def _adapter(tp: Any) -> Any:
     return ad
 
 
+def _surely_fits(value: Any, tp: Any) -> bool:
+    """True when Pydantic would certainly accept ``value`` for ``tp`` (an exact match).
+
+    Config values are mostly ints, floats, bools and strings checked against annotations
+    of the same type; answering those here skips building a Pydantic TypeAdapter per
+    annotation (and importing Pydantic at all when nothing else needs it). Only exact
+    matches answer True; every other case, and every rejection, is Pydantic's."""
+    t = type(value)
+    if tp is t and t in (int, float, bool, str):
+        return True
+    if tp is float:
+        return t is int  # Pydantic's float takes an int in lax and strict mode
+    if tp in _PATH_TYPES:
+        return t is str
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return any(type(a) is t and a == value for a in typing.get_args(tp))
+    if origin is typing.Union or origin is _UnionType:
+        return any(_surely_fits(value, m) for m in typing.get_args(tp))
+    return False
+
+
+def _path_types() -> tuple[Any, ...]:
+    import pathlib
+
+    return (pathlib.Path, pathlib.PurePath)
+
+
+_PATH_TYPES = _path_types()
+try:
+    from types import UnionType as _UnionType
+except ImportError:  # pragma: no cover - Python < 3.10
+    _UnionType = typing.Union  # type: ignore[assignment, misc]
+
+
 def check_type(value: Any, tp: Any) -> str | None:
     """None when ``value`` fits annotation ``tp``, else a sentence saying why not."""
     if tp is Any or tp is None or value is MISSING or value is BAD:
         return None
+    try:
+        if _surely_fits(value, tp):
+            return None
+    except TypeError:  # unhashable or odd annotations: Pydantic decides
+        pass
     ad = _adapter(tp)
     if ad is None:
         return None
@@ -390,6 +431,13 @@ def _schema_name(schema: Any) -> str:
 
 def check(cfg: Any, schema: Any = None) -> list[ConfigProblem]:
     """Every problem in ``cfg`` (empty list when valid)."""
+    return check_resolved(cfg, schema)[0]
+
+
+@gc_paused
+def check_resolved(cfg: Any, schema: Any = None) -> tuple[list[ConfigProblem], Any]:
+    """Every problem in ``cfg`` and its resolved plain data (what ``to_container(cfg,
+    resolve=True)`` gives when there are no problems), computed in one pass."""
     cfg = _as_config(cfg)
     problems: list[ConfigProblem] = []
     ref_paths: set[str] = set()
@@ -406,7 +454,7 @@ def check(cfg: Any, schema: Any = None) -> list[ConfigProblem]:
         if (p.path, p.message) not in seen:
             seen.add((p.path, p.message))
             out.append(p)
-    return out
+    return out, data
 
 
 def validate(cfg: Any, schema: Any = None) -> None:
@@ -436,15 +484,16 @@ def to_typed(cfg: Any, schema: Any) -> Any:
     dicts (build them later); a ``_target_`` node in a field of another type is built.
     For a :class:`~stoker.config.schema.SignatureSchema` the result is a dict of arguments.
     """
-    cfg = _as_config(cfg)
-    problems: list[ConfigProblem] = []
-    ref_paths: set[str] = set()
-    data = resolve_all(cfg, problems, ref_paths)
-    checker = _Checker(cfg, ref_paths)
-    checker.problems = problems
-    checker.missing(data, "")
-    checker.schema(data, schema, "")
-    checker.targets(data, "")
+    with paused():
+        cfg = _as_config(cfg)
+        problems: list[ConfigProblem] = []
+        ref_paths: set[str] = set()
+        data = resolve_all(cfg, problems, ref_paths)
+        checker = _Checker(cfg, ref_paths)
+        checker.problems = problems
+        checker.missing(data, "")
+        checker.schema(data, schema, "")
+        checker.targets(data, "")
     if checker.problems:
         raise ConfigError(problems=checker.problems)
     return _convert(data, schema, "")

@@ -168,6 +168,25 @@ def _worker_run(unit_json: dict[str, Any], ctx: dict[str, Any]) -> dict[str, Any
                                                       "sources": _W["sources"]})
 
 
+def _scan_covers_chars(src: Source) -> bool:
+    """A text file read whole (weight >= 1) gives its characters straight from the scan."""
+    return src.format == "text" and src.weight >= 1
+
+
+def _scan_some(items: list[tuple[int, dict[str, Any]]], shard_bytes: int, want_chars: bool):
+    """Scan sources (SHA-256, cut points; characters when ``want_chars``). Runs in workers."""
+    from stoker.data.tokenizers import CharSetBuilder
+
+    b = CharSetBuilder() if want_chars else None
+    results = []
+    for i, d in items:
+        src = Source(**d)
+        cover = b is not None and _scan_covers_chars(src)
+        ok = scan_source(src, shard_bytes, chars=b if cover else None)
+        results.append((i, src.sha256, src.cuts, src.size, src.rows, bool(cover and ok)))
+    return results, (b.state() if b is not None else None)
+
+
 def _worker_chars(unit_jsons: list[dict[str, Any]], skip_bad_lines: bool) -> list[str]:
     units = [Unit.from_json(u) for u in unit_jsons]
     return sorted(_corpus_chars(_W["sources"], units, skip_bad_lines))
@@ -207,13 +226,15 @@ def _process_unit(unit: Unit, ctx: dict[str, Any]) -> dict[str, Any]:
     dtype = np.dtype(ctx["dtype"]).newbyteorder("<")
     eos = tok.eos_id if ctx["append_eos"] else None
     stats = ReadStats()
-    texts: list[str] = []
+    raw_ascii = hasattr(tok, "encode_joined")  # the char tokenizer maps ASCII bytes directly
+    texts: list[str | bytes] = []
     starts_doc: list[bool] = []
     ends_doc: list[bool] = []
     for piece in unit.pieces:
         src = sources[piece.source]
         before = stats.documents
-        for t in read_piece(src, piece, skip_bad_lines=ctx["skip_bad_lines"], stats=stats):
+        for t in read_piece(src, piece, skip_bad_lines=ctx["skip_bad_lines"], stats=stats,
+                            raw_ascii=raw_ascii):
             texts.append(t)
             if src.format == "text":
                 starts_doc.append(piece.starts_doc)
@@ -357,8 +378,9 @@ def prepare(
     specs = _as_specs(inputs, text_field)
     sources = _expand_weighted(specs)
     out = Path(output_dir).expanduser().resolve()
-    for s in sources:
-        if Path(s.path).is_relative_to(out):
+    out_prefix = str(out).rstrip(os.sep) + os.sep
+    for s in sources:  # source paths are absolute and normalised (os.path.abspath)
+        if s.path == str(out) or s.path.startswith(out_prefix):
             raise DataError(f"input {s.path} lies inside the output directory {out}; "
                             "choose another --output-dir")
 
@@ -370,17 +392,15 @@ def prepare(
     prog = Progress("scan", total_bytes=sum(s.size for s in sources))
     emit = progress or (lambda p: None)
     emit(prog)
-    for s in sources:
-        scan_source(s, shard_bytes)
-        prog.done_bytes += s.size
-        emit(prog)
-    if all(s.size == 0 for s in sources):
-        raise DataError("the input is empty: " + ", ".join(s.path for s in sources[:5]))
-
-    units = plan_units(sources, shard_bytes)
-    splits = list(SPLITS[: len(ratios)])
-    pool = _Pool(min(nworkers, len(units)), sources)
+    # the workers read sources by path/format/field only, so they can start before the scan
+    pool = _Pool(min(nworkers, len(sources), max(1, -(-prog.total_bytes // shard_bytes))), sources)
     try:
+        # a char vocabulary is collected from text files in the same read as their SHA-256
+        scan_chars, covered = pool.scan(sources, shard_bytes, tokenizer is None, prog, emit)
+        if all(s.size == 0 for s in sources):
+            raise DataError("the input is empty: " + ", ".join(s.path for s in sources[:5]))
+        units = plan_units(sources, shard_bytes)
+        splits = list(SPLITS[: len(ratios)])
         return _prepare_planned(**locals())
     finally:
         pool.close(cancel=True)
@@ -388,12 +408,16 @@ def prepare(
 
 def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines, dtype, type, ratios,
                      shard_size_mb, append_eos, state, out, overwrite, prog, emit, fsync, command,
-                     t0, **_unused) -> Path:
+                     t0, scan_chars, covered, **_unused) -> Path:
     from stoker import __version__
     from stoker.data.tokenizers import CharTokenizer
 
     if tokenizer is None:  # char vocabulary built from the corpus
-        tokenizer = CharTokenizer(pool.chars(sources, units, skip_bad_lines))
+        # sources the scan could not cover (JSONL, Parquet, partial blend weights, bad UTF-8)
+        rest = [Unit(u.index, kept, u.nbytes) for u in units
+                if (kept := [p for p in u.pieces if p.source not in covered])]
+        scan_chars.update(pool.chars(sources, rest, skip_bad_lines))
+        tokenizer = CharTokenizer(scan_chars)
         if tokenizer.vocab_size <= len(CharTokenizer.SPECIALS):
             raise DataError("the input holds no text: " + ", ".join(s.path for s in sources[:5]))
     out_dtype = pick_dtype(tokenizer.vocab_size, dtype)
@@ -539,6 +563,37 @@ class _Pool:
             self.ex.shutdown(wait=not cancel, cancel_futures=cancel)
             self.ex = None
 
+    def scan(self, sources: list[Source], shard_bytes: int, want_chars: bool, prog: Progress,
+             emit: ProgressFn) -> tuple[set[str], set[int]]:
+        """Scan every source (in the workers when there are some), in place.
+
+        Returns the characters found and the indices of sources whose characters are all
+        in that set (the rest need the per-piece pass of :meth:`chars`).
+        """
+        from stoker.data.tokenizers import CharSetBuilder
+
+        builder = CharSetBuilder()
+        covered: set[int] = set()
+        items = [(i, dict(s.__dict__)) for i, s in enumerate(sources)]
+        if self.ex is None or len(sources) < 2:
+            batches = [items[i:i + 64] for i in range(0, len(items), 64)]
+            results = (_scan_some(b, shard_bytes, want_chars) for b in batches)
+        else:
+            k = min(len(items), self.nproc * 8)
+            batches = [items[i::k] for i in range(k)]
+            results = self.ex.map(_scan_some, batches, [shard_bytes] * k, [want_chars] * k)
+        for res, state in results:
+            for i, sha, cuts, size, rows, ok in res:
+                src = sources[i]
+                prog.done_bytes += src.size
+                src.sha256, src.cuts, src.size, src.rows = sha, cuts, size, rows
+                if ok:
+                    covered.add(i)
+            if state is not None:
+                builder.merge(state)
+            emit(prog)
+        return (builder.chars() if want_chars else set()), covered
+
     def chars(self, sources, units, skip_bad_lines) -> set[str]:
         if self.ex is None or len(units) < 2:
             return _corpus_chars(sources, units, skip_bad_lines)
@@ -578,7 +633,8 @@ def _corpus_chars(sources: list[Source], units: list[Unit], skip_bad_lines: bool
     def texts():
         for u in units:
             for p in u.pieces:
-                yield from read_piece(sources[p.source], p, skip_bad_lines=skip_bad_lines, stats=stats)
+                yield from read_piece(sources[p.source], p, skip_bad_lines=skip_bad_lines,
+                                      stats=stats, raw_ascii=True)
 
     return char_set(texts())
 
@@ -587,9 +643,10 @@ def _fingerprint(sources: list[Source], settings: dict[str, Any], tokenizer: Any
     h = hashlib.sha256()
     h.update(FORMAT.encode())
     h.update(json.dumps(settings, sort_keys=True).encode())
+    enc = json.JSONEncoder(sort_keys=True).encode  # = json.dumps(x, sort_keys=True), built once
     for s in sources:
-        h.update(json.dumps([s.format, s.size, s.sha256, s.text_field if s.format != "text" else None,
-                             s.weight], sort_keys=True).encode())
+        h.update(enc([s.format, s.size, s.sha256, s.text_field if s.format != "text" else None,
+                      s.weight]).encode())
     h.update(json.dumps(tokenizer.describe(), sort_keys=True).encode())
     if getattr(tokenizer, "chars", None) is not None:
         h.update("".join(tokenizer.chars).encode("utf-8", "surrogatepass"))

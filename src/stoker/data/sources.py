@@ -164,24 +164,33 @@ def _expand_one(p: Path, spec: InputSpec) -> list[Source]:
     if p.is_dir():
         if _is_hf_dataset_dir(p):
             return [_source(f, "arrow", spec) for f in _hf_arrow_files(p)]
-        files = []
+        # plain strings, not Path objects: a corpus can hold hundreds of thousands of files
+        files: list[str] = []
         for root, dirs, names in os.walk(p):
             dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
             for n in sorted(names):
-                f = Path(root) / n
-                if n.startswith(".") or f.suffix.lower() in TEXT_SUFFIXES_SKIP:
+                if n.startswith(".") or os.path.splitext(n)[1].lower() in TEXT_SUFFIXES_SKIP:
                     continue
-                files.append(f)
-        files.sort(key=lambda f: str(f))
+                files.append(os.path.join(root, n))
+        files.sort()
         if not files:
             raise DataError(f"--input-path {p}: the directory holds no readable files")
-        return [_source(f, _format_of(f), spec) for f in files]
+        return [_source(f, _format_of_name(f), spec) for f in files]
     return [_source(p, _format_of(p), spec)]
 
 
-def _source(p: Path, fmt: str, spec: InputSpec) -> Source:
+def _format_of_name(name: str) -> str:
+    s = os.path.splitext(name)[1].lower()
+    if s in (".jsonl", ".ndjson") or name.endswith(".jsonl.txt"):
+        return "jsonl"
+    if s == ".parquet":
+        return "parquet"
+    return "text"
+
+
+def _source(p: Path | str, fmt: str, spec: InputSpec) -> Source:
     try:
-        size = p.stat().st_size
+        size = os.stat(p).st_size
     except OSError as e:
         raise DataError(f"cannot read input {p}: {e.strerror}") from e
     return Source(path=os.path.abspath(p), format=fmt, size=size, text_field=spec.text_field,
@@ -191,12 +200,21 @@ def _source(p: Path, fmt: str, spec: InputSpec) -> Source:
 # ------------------------------------------------------------------------------- planning
 
 
-def scan_source(src: Source, shard_bytes: int) -> None:
+def scan_source(src: Source, shard_bytes: int, *, count_lines: bool | None = None,
+                chars: Any = None) -> bool:
     """Read a source once: SHA-256, and (text/jsonl) newline cut points every ``shard_bytes``.
 
-    Fills ``src.sha256`` and ``src.cuts`` / ``src.rows``.
+    Fills ``src.sha256`` and ``src.cuts`` / ``src.rows``. Line numbers (for file:line in
+    errors) are only counted in files big enough to be cut: a one-piece file starts at
+    line 1, and counting every newline of a large corpus costs as much as hashing it.
+
+    ``chars`` (a :class:`~stoker.data.tokenizers.CharSetBuilder`, text files only) also
+    collects the file's characters in the same read. Returns False when the file is not
+    valid UTF-8 (the tokenizing pass reports it with file:line), else True.
     """
     h = hashlib.sha256()
+    if count_lines is None:
+        count_lines = src.size > shard_bytes
     if src.format in ("text", "jsonl"):
         cuts: list[list[int]] = []
         start, line, pos = 0, 1, 0
@@ -206,12 +224,26 @@ def scan_source(src: Source, shard_bytes: int) -> None:
             f = open(src.path, "rb")
         except OSError as e:
             raise DataError(f"cannot read input {src.path}: {e.strerror}") from e
+        dec = None
+        if chars is not None and src.format == "text":
+            import codecs
+
+            dec = codecs.getincrementaldecoder("utf-8")()
+        chars_ok = dec is not None
         with f:
             while True:
                 block = f.read(1 << 22)
                 if not block:
                     break
                 h.update(block)
+                if chars_ok:
+                    try:
+                        if block.isascii() and not dec.getstate()[0]:
+                            chars.add(block)
+                        else:
+                            chars.add(dec.decode(block))
+                    except UnicodeDecodeError:
+                        chars_ok = False
                 bpos = 0
                 while True:
                     want = start + target - pos  # offset in this block where a cut may start
@@ -220,16 +252,26 @@ def scan_source(src: Source, shard_bytes: int) -> None:
                     j = block.find(b"\n", max(want, bpos))
                     if j < 0:
                         break
+                    if not count_lines:  # the file grew since it was listed: count after all
+                        return scan_source(src, shard_bytes, count_lines=True, chars=chars)
                     cut = pos + j + 1
                     line += block.count(b"\n", bpos, j + 1)
                     cuts.append([start, cut, line_at_start])
                     start, line_at_start, bpos = cut, line, j + 1
-                line += block.count(b"\n", bpos)
+                if count_lines:
+                    line += block.count(b"\n", bpos)
                 pos += len(block)
         if pos > start or not cuts:
             cuts.append([start, pos, line_at_start])
+        if chars_ok:
+            try:
+                dec.decode(b"", final=True)
+            except UnicodeDecodeError:
+                chars_ok = False
         src.cuts = cuts
         src.size = pos
+        src.sha256 = h.hexdigest()
+        return chars_ok
     elif src.format == "parquet":
         import pyarrow.parquet as pq
 
@@ -251,7 +293,7 @@ def scan_source(src: Source, shard_bytes: int) -> None:
             cuts.append([g, g + 1, acc, sz])
             acc += n
         src.cuts = cuts
-        return
+        return False
     elif src.format == "arrow":
         src.sha256 = _sha_file(src.path, h)
         table = _open_arrow(src.path)
@@ -263,8 +305,9 @@ def scan_source(src: Source, shard_bytes: int) -> None:
         step = max(1, shard_bytes // per_row)
         src.cuts = [[a, min(a + step, table.num_rows), a, (min(a + step, table.num_rows) - a) * per_row]
                     for a in range(0, table.num_rows, step)]
-        return
+        return False
     src.sha256 = h.hexdigest()
+    return False
 
 
 def _sha_file(path: str, h) -> str:
@@ -343,8 +386,14 @@ def _keep_doc(piece: Piece, key: int) -> bool:
     return int.from_bytes(h, "little") / 2**64 < piece.keep
 
 
-def read_piece(src: Source, piece: Piece, *, skip_bad_lines: bool, stats: ReadStats) -> Iterator[str]:
-    """Yield the documents (or, for a cut text file, the document part) of one piece."""
+def read_piece(src: Source, piece: Piece, *, skip_bad_lines: bool, stats: ReadStats,
+               raw_ascii: bool = False) -> Iterator[str | bytes]:
+    """Yield the documents (or, for a cut text file, the document part) of one piece.
+
+    With ``raw_ascii`` a text piece that is pure ASCII comes back as its raw ``bytes``
+    (one byte per character, nothing to validate): the char tokenizer maps bytes straight
+    to ids, which skips a decode and a re-encode of every byte.
+    """
     if src.format in ("text", "jsonl"):
         try:
             with open(src.path, "rb") as f:
@@ -354,6 +403,12 @@ def read_piece(src: Source, piece: Piece, *, skip_bad_lines: bool, stats: ReadSt
             raise DataError(f"cannot read input {src.path}: {e.strerror}") from e
         stats.bytes += len(data)
         if src.format == "text":
+            if raw_ascii and data.isascii():
+                if _keep_doc(piece, piece.start):
+                    if piece.starts_doc:
+                        stats.documents += 1
+                    yield data
+                return
             try:
                 text = data.decode("utf-8")
             except UnicodeDecodeError as e:

@@ -157,30 +157,64 @@ class CharTokenizer(Tokenizer):
     def encode_docs(self, texts: Sequence[str]) -> list[Any]:
         return [self.encode_array(t) for t in texts]
 
-    def encode_joined(self, texts: Sequence[str], ends: Sequence[bool], eos: int | None, dtype):
+    def _byte_table(self, eos: int | None) -> bytes:
+        """``bytes.translate`` table: ASCII byte -> id, and 0xFF (never in ASCII) -> ``eos``.
+
+        Every ASCII character's id is below 130 (ids are 2 + code-point rank), so the ids
+        of ASCII text fit in one byte and ``translate`` maps a whole unit in one C pass.
+        """
+        lut = self._table()
+        table = bytearray(lut[:128].astype("u1").tobytes()) + bytes(128)
+        if eos is not None:
+            table[0xFF] = eos
+        return bytes(table)
+
+    def encode_joined(self, texts: Sequence[str | bytes], ends: Sequence[bool], eos: int | None, dtype):
         """All documents of a unit in one array, ``eos`` after each ending document.
 
-        One lookup over the joined text (a sentinel character stands for ``eos``) instead of
-        one per document: this is what makes char-level prepare I/O-bound.
+        ``texts`` holds ``str`` or pure-ASCII ``bytes`` (raw file bytes, never decoded).
+        Runs of ASCII documents are joined (a 0xFF byte standing for ``eos``) and mapped to
+        ids by one ``bytes.translate``; other documents go through the code-point table.
+        This is what makes char-level prepare I/O-bound.
         """
         import numpy as np
 
-        sent = "\x00" if eos is not None else ""
-        joined = "".join(t + sent if e else t for t, e in zip(texts, ends)) if sent else "".join(texts)
-        lut = self._table()
-        if sent and any("\x00" in t for t in texts):
-            return np.concatenate([np.append(self.encode_array(t), [eos] if e else []).astype(dtype)
-                                   for t, e in zip(texts, ends)] or [np.zeros(0, dtype)])
-        if joined.isascii():
-            small = lut[:128].astype(dtype)
-            if sent:
-                small[0] = eos
-            return small[np.frombuffer(joined.encode("ascii"), dtype=np.uint8)]
-        codes = np.frombuffer(joined.encode("utf-32-le"), dtype=np.uint32)
-        out = lut[codes].astype(dtype, copy=False)
-        if sent:
-            out[codes == 0] = eos
-        return out
+        dtype = np.dtype(dtype)
+        eos_ok = eos is None or 0 <= eos < 256
+        table = self._byte_table(eos if eos_ok else None)
+        sep = b"\xff" if eos is not None and eos_ok else b""
+        eos_arr = np.array([eos if eos is not None else 0], dtype=dtype)
+        parts: list[Any] = []
+        run: list[bytes] = []
+
+        def flush() -> None:
+            if run:
+                parts.append(np.frombuffer(b"".join(run).translate(table), dtype=np.uint8))
+                run.clear()
+
+        for t, e in zip(texts, ends):
+            if isinstance(t, str):
+                if t.isascii():
+                    t = t.encode("ascii")
+                else:
+                    flush()
+                    parts.append(self._table()[np.frombuffer(t.encode("utf-32-le"), dtype=np.uint32)])
+                    if e and eos is not None:
+                        parts.append(eos_arr)
+                    continue
+            run.append(t)
+            if e and eos is not None:
+                if sep:
+                    run.append(sep)
+                else:
+                    flush()
+                    parts.append(eos_arr)
+        flush()
+        if not parts:
+            return np.zeros(0, dtype=dtype)
+        if len(parts) == 1:
+            return parts[0].astype(dtype)
+        return np.concatenate(parts, dtype=dtype, casting="same_kind")
 
     def encode_to_array(self, texts: Sequence[str]):
         import numpy as np
@@ -228,39 +262,64 @@ class CharTokenizer(Tokenizer):
         return d
 
 
-def char_set(texts: Iterable[str]) -> set[str]:
-    """The set of characters in ``texts``; counts ASCII chunks with numpy for speed."""
-    import numpy as np
+def char_set(texts: Iterable[str | bytes]) -> set[str]:
+    """The set of characters in ``texts`` (``str`` or pure-ASCII ``bytes``)."""
+    b = CharSetBuilder()
+    for t in texts:
+        b.add(t)
+    return b.chars()
 
-    seen_ascii = np.zeros(128, dtype=bool)
-    other: set[int] = set()
-    batch: list[str] = []
-    size = 0
 
-    def batches():
-        nonlocal batch, size
-        for t in texts:
-            batch.append(t)
-            size += len(t)
-            if size >= 1 << 22:
-                yield "".join(batch)
-                batch, size = [], 0
-        if batch:
-            yield "".join(batch)
+class CharSetBuilder:
+    """Collects the characters of many texts; mergeable across worker processes.
 
-    for t in batches():
-        if t.isascii():
-            seen_ascii |= np.bincount(np.frombuffer(t.encode("ascii"), dtype=np.uint8),
-                                      minlength=128).astype(bool)
+    Fast because most text repeats characters already seen: each text's UTF-8 bytes lose
+    the ASCII bytes seen so far in one ``bytes.translate`` pass, and only what is left
+    (usually nothing) is examined.
+    """
+
+    def __init__(self) -> None:
+        self.seen = bytearray()  # distinct ASCII bytes seen so far
+        self.other: set[int] = set()  # non-ASCII code points
+
+    def add(self, t: str | bytes) -> None:
+        """Add a ``str`` or pure-ASCII ``bytes``."""
+        import numpy as np
+
+        if isinstance(t, str):
+            b = t.encode("ascii") if t.isascii() else t.encode("utf-8", "surrogatepass")
         else:
-            codes = np.frombuffer(t.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-            small = codes < 128
-            seen_ascii |= np.bincount(codes[small], minlength=128).astype(bool)
-            other.update(np.unique(codes[~small]).tolist())
-    return {chr(c) for c in other} | {chr(i) for i in np.flatnonzero(seen_ascii)}
+            b = t
+        rest = b.translate(None, self.seen) if self.seen else b
+        if not rest:
+            return
+        if rest.isascii():
+            if len(rest) > 4096:
+                new = np.flatnonzero(np.bincount(np.frombuffer(rest, dtype=np.uint8), minlength=128)).tolist()
+            else:
+                new = set(rest)
+            self.seen.extend(sorted(new))
+            return
+        # removing ASCII bytes from UTF-8 leaves whole multi-byte sequences: still UTF-8
+        s = rest.decode("utf-8", "surrogatepass")
+        if len(s) <= 1 << 16:
+            codes = {ord(c) for c in set(s)}
+        else:
+            codes = set(np.unique(np.frombuffer(s.encode("utf-32-le", "surrogatepass"),
+                                                dtype=np.uint32)).tolist())
+        self.seen.extend(sorted(c for c in codes if c < 128 and c not in self.seen))
+        self.other.update(c for c in codes if c >= 128)
 
+    def state(self) -> tuple[bytes, list[int]]:
+        return bytes(self.seen), sorted(self.other)
 
-# ------------------------------------------------------------------------------------- hf
+    def merge(self, state: tuple[bytes, list[int]]) -> None:
+        seen, other = state
+        self.seen.extend(sorted(set(seen) - set(self.seen)))
+        self.other.update(other)
+
+    def chars(self) -> set[str]:
+        return {chr(c) for c in self.other} | {chr(c) for c in self.seen}
 
 
 class HFTokenizer(Tokenizer):

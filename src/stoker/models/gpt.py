@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from stoker.errors import UserError
 from stoker.models.config import GPTConfig
-from stoker.models.ops import RMSNorm, apply_rope, rope_table, swiglu
+from stoker.models.ops import RMSNorm, rope_qkv, rope_table, swiglu
 
 __all__ = ["GPT", "GPTConfig", "KVCache"]
 
@@ -78,9 +78,8 @@ class Attention(nn.Module):
     ) -> Tensor:
         B, T, _ = x.shape
         H, K, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        qk, v = self.wqkv(x).view(B, T, H + 2 * K, hd).split([H + K, K], dim=2)
-        q, k = apply_rope(qk, rope).split([H, K], dim=2)  # one pass for queries and keys
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)
+        qkv = rope_qkv(self.wqkv(x), rope, H + K, hd)  # queries and keys in one pass
+        q, k, v = (t.transpose(1, 2) for t in qkv.split([H, K, K], dim=2))
         is_causal = T > 1
         if cache is not None:
             start = cache.pos

@@ -3,8 +3,8 @@
 In eager mode every elementwise op is a full pass over memory (and, with several threads
 on a busy machine, a synchronisation point), so these blocks keep the pass count low:
 
-- :func:`rms_norm`: hand-written backward (5 passes instead of about 10 for autograd's
-  composite ``F.rms_norm``; about 1.8x faster forward+backward on CPU).
+- :func:`rms_norm`: hand-written backward (about 6 passes instead of about 10 for
+  autograd's composite ``F.rms_norm``; about 2x faster forward+backward on CPU).
 - :func:`swiglu`: ``silu(gate) * up`` on the fused ``[gate | up]`` projection; the backward
   writes both halves of the gradient in place instead of concatenating them.
 - :func:`apply_rope`: rotary embedding as one complex multiply over interleaved pairs
@@ -19,30 +19,34 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["RMSNorm", "apply_rope", "rms_norm", "rope_table", "swiglu"]
+__all__ = ["RMSNorm", "apply_rope", "rms_norm", "rope_qkv", "rope_table", "swiglu"]
 
 
 class _RMSNormFn(torch.autograd.Function):
+    """Saves the input and the per-row scale only; two allocations forward and backward
+    together besides the results (temporaries are reused in place)."""
+
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, eps: float) -> Tensor:  # type: ignore[override]
         d = x.shape[-1]
         r = torch.linalg.vector_norm(x, dim=-1, keepdim=True).square_().div_(d).add_(eps)
         r = r.rsqrt_()
-        xn = x * r
-        ctx.save_for_backward(xn, weight, r)
-        return xn * weight
+        ctx.save_for_backward(x, weight, r)
+        return torch.mul(x, r).mul_(weight)
 
     @staticmethod
     def backward(ctx, g: Tensor):  # type: ignore[override]
-        xn, weight, r = ctx.saved_tensors
-        d = xn.shape[-1]
-        gx = dw = None
+        x, weight, r = ctx.saved_tensors
+        d = x.shape[-1]
+        xn = x * r
+        tmp = g * xn
+        dw = tmp.reshape(-1, d).sum(0) if ctx.needs_input_grad[1] else None
+        gx = None
         if ctx.needs_input_grad[0]:
-            gw = g * weight
-            c = torch.linalg.vecdot(gw, xn, dim=-1).unsqueeze(-1).div_(d)
-            gx = torch.addcmul(gw, xn, c, value=-1).mul_(r)
-        if ctx.needs_input_grad[1]:
-            dw = torch.linalg.vecdot(g.reshape(-1, d), xn.reshape(-1, d), dim=0)
+            gw = torch.mul(g, weight, out=tmp)
+            # per-row dot products as one batched matmul: no temporary, one pass
+            c = torch.bmm(gw.reshape(-1, 1, d), xn.reshape(-1, d, 1)).view(r.shape).div_(d)
+            gx = gw.addcmul_(xn, c, value=-1).mul_(r)
         return gx, dw, None
 
 
@@ -67,21 +71,24 @@ class RMSNorm(nn.Module):
 
 
 class _SwiGLUFn(torch.autograd.Function):
+    """Saves only the projection ``h`` and recomputes ``silu(gate)`` in backward: one
+    allocation forward, and the gradient halves are written in place (no concatenation)."""
+
     @staticmethod
     def forward(ctx, h: Tensor, hidden: int) -> Tensor:  # type: ignore[override]
         gate, up = h.split(hidden, dim=-1)
-        s = F.silu(gate)
-        ctx.save_for_backward(h, s)
+        ctx.save_for_backward(h)
         ctx.hidden = hidden
-        return s * up
+        return F.silu(gate).mul_(up)
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
-        h, s = ctx.saved_tensors
+        (h,) = ctx.saved_tensors
         gate, up = h.split(ctx.hidden, dim=-1)
         dh = torch.empty_like(h)
         dgate, dup = dh.split(ctx.hidden, dim=-1)
-        torch.mul(grad, s, out=dup)
+        torch.ops.aten.silu.out(gate, out=dup)
+        dup.mul_(grad)
         torch.ops.aten.silu_backward.grad_input(grad * up, gate, grad_input=dgate)
         return dh, None
 
@@ -108,3 +115,49 @@ def apply_rope(x: Tensor, table: Tensor) -> Tensor:
     cis = torch.view_as_complex(table.float().unsqueeze(1))  # [T, 1, hd/2]
     xc = torch.view_as_complex(x.float().reshape(B, T, n, hd // 2, 2))
     return torch.view_as_real(xc * cis).reshape(B, T, n, hd).to(x.dtype)
+
+
+class _RopeQKInPlace(torch.autograd.Function):
+    """Rotate the query and key heads of a fused projection output in place.
+
+    The projection's output is not needed by its own backward, so rotating it in place
+    costs no allocation forward; backward writes one fresh gradient.
+    """
+
+    @staticmethod
+    def forward(ctx, qkv: Tensor, table: Tensor, n_rot: int, head_dim: int) -> Tensor:  # type: ignore[override]
+        B, T, _ = qkv.shape
+        view = qkv.view(B, T, -1, head_dim // 2, 2)[:, :, :n_rot]
+        cis = torch.view_as_complex(table.unsqueeze(1))
+        torch.view_as_complex(view).mul_(cis)
+        ctx.mark_dirty(qkv)
+        ctx.save_for_backward(table)
+        ctx.n_rot, ctx.head_dim = n_rot, head_dim
+        return qkv
+
+    @staticmethod
+    def backward(ctx, g: Tensor):  # type: ignore[override]
+        (table,) = ctx.saved_tensors
+        n_rot, hd = ctx.n_rot, ctx.head_dim
+        B, T, _ = g.shape
+        g = g.contiguous()
+        out = torch.empty_like(g, memory_format=torch.contiguous_format)
+        g5 = g.view(B, T, -1, hd // 2, 2)
+        o5 = out.view(B, T, -1, hd // 2, 2)
+        cis = torch.view_as_complex(table.unsqueeze(1)).conj()
+        torch.mul(torch.view_as_complex(g5[:, :, :n_rot]), cis,
+                  out=torch.view_as_complex(o5[:, :, :n_rot]))
+        o5[:, :, n_rot:].copy_(g5[:, :, n_rot:])
+        return out, None, None, None
+
+
+def rope_qkv(qkv: Tensor, table: Tensor, n_rot: int, head_dim: int) -> Tensor:
+    """Apply rotary embeddings to the first ``n_rot`` heads of a fused ``[B, T, heads*hd]``
+    projection; returns ``[B, T, heads, hd]`` (in place for float32/64 tensors that are
+    not views, a rotated copy otherwise, e.g. under bf16 autocast)."""
+    B, T, _ = qkv.shape
+    if qkv.dtype in (torch.float32, torch.float64) and qkv._base is None:
+        table = table.to(qkv.dtype)
+        return _RopeQKInPlace.apply(qkv, table, n_rot, head_dim).view(B, T, -1, head_dim)
+    x = qkv.view(B, T, -1, head_dim)
+    return torch.cat([apply_rope(x[:, :, :n_rot], table), x[:, :, n_rot:]], dim=2)
