@@ -104,20 +104,22 @@ n = sum(len(d.encode()) for d in docs)
 fast = sys.argv[3] == "fast"
 fn = tok.encode_batch_fast if fast else tok.encode_batch
 t = time.perf_counter()
+c = time.process_time()
 ntok = 0
 for i in range(0, len(docs), 1024):
     ntok += sum(len(e.ids) for e in fn(docs[i:i + 1024], add_special_tokens=False))
 dt = time.perf_counter() - t
-print(dt, n, ntok)
+print(dt, n, ntok, time.process_time() - c)
 """
 
 
-def baseline(tok_json: Path, corpus: Path, workers: int, fast: bool) -> tuple[float, int, int]:
+def baseline(tok_json: Path, corpus: Path, workers: int, fast: bool) -> tuple[float, int, int, float]:
+    """(wall s, bytes, tokens, CPU s) of encoding alone (documents already in memory)."""
     env = dict(os.environ, RAYON_NUM_THREADS=str(workers), TOKENIZERS_PARALLELISM="true")
     out = subprocess.run([sys.executable, "-c", BASELINE, str(tok_json), str(corpus),
                           "fast" if fast else "plain"], env=env, capture_output=True, text=True,
                          check=True).stdout.split()
-    return float(out[0]), int(out[1]), int(out[2])
+    return float(out[0]), int(out[1]), int(out[2]), float(out[3])
 
 
 def main() -> None:
@@ -150,12 +152,13 @@ def main() -> None:
             corpus, nbytes = build_corpus(a.subword_mb)
             print(f"subword corpus: {nbytes / 1e6:.1f} MB")
         tdir = tokenizer_dir()
-        b_dt, b_bytes, b_tok = baseline(tdir / "tokenizer.json", corpus, a.workers, fast=False)
+        b_dt, b_bytes, b_tok, b_cpu = baseline(tdir / "tokenizer.json", corpus, a.workers, fast=False)
         print(f"subword HF encode_batch ({a.workers} threads): {b_dt:6.2f} s  "
-              f"{b_bytes / 1e6 / b_dt:6.2f} MB/s  ({b_tok:,} tokens, documents already in memory)")
-        f_dt, _, _ = baseline(tdir / "tokenizer.json", corpus, a.workers, fast=True)
+              f"{b_bytes / 1e6 / b_dt:6.2f} MB/s  CPU {b_cpu:.1f} s  ({b_tok:,} tokens, documents "
+              "already in memory)")
+        f_dt, _, _, f_cpu = baseline(tdir / "tokenizer.json", corpus, a.workers, fast=True)
         print(f"subword HF encode_batch_fast ({a.workers} threads): {f_dt:6.2f} s  "
-              f"{b_bytes / 1e6 / f_dt:6.2f} MB/s")
+              f"{b_bytes / 1e6 / f_dt:6.2f} MB/s  CPU {f_cpu:.1f} s")
         out = WORK / "out-bpe"
         shutil.rmtree(out, ignore_errors=True)
         dt, rss = run_tree([*STOKER, "data", "prepare", "-q", "--input-path", str(corpus),
@@ -163,12 +166,15 @@ def main() -> None:
                             str(tdir), "--workers", str(a.workers)])
         md = json.loads((out / "metadata.json").read_text())
         print(f"subword stoker prepare (-j {a.workers}, end to end incl. startup, hashing, writing): "
-              f"{dt:6.2f} s  {nbytes / 1e6 / dt:6.2f} MB/s  peak RSS {rss:6.0f} MB  "
-              f"({md['total_tokens']:,} tokens incl. one eos per document)")
+              f"{dt:6.2f} s  {nbytes / 1e6 / dt:6.2f} MB/s  CPU {LAST_CPU_S:.1f} s  peak RSS "
+              f"{rss:6.0f} MB  ({md['total_tokens']:,} tokens incl. one eos per document)")
+        print(f"CPU ratio HF encode_batch_fast / stoker = {f_cpu / LAST_CPU_S:.2f}x (stoker's CPU "
+              f"includes startup, reading, SHA-256 and writing); load average {os.getloadavg()[0]:.1f}")
         print(f"ratio stoker / HF encode_batch = {b_dt / dt:.2f}x (goal >= 0.9x); "
               f"vs encode_batch_fast = {f_dt / dt:.2f}x")
         results.update(subword_mb_s=nbytes / 1e6 / dt, hf_encode_batch_mb_s=b_bytes / 1e6 / b_dt,
-                       hf_fast_mb_s=b_bytes / 1e6 / f_dt, ratio=b_dt / dt, subword_peak_rss_mb=rss)
+                       hf_fast_mb_s=b_bytes / 1e6 / f_dt, ratio=b_dt / dt, subword_peak_rss_mb=rss,
+                       cpu_ratio_vs_fast=f_cpu / LAST_CPU_S)
     print(json.dumps({k: round(v, 3) for k, v in results.items()}))
 
 

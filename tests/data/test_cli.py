@@ -39,7 +39,7 @@ def same_tree(a: Path, b: Path) -> None:
 @pytest.fixture(scope="module")
 def big_corpus(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("big")
-    for i, f in enumerate(default_corpus_files()[:260]):
+    for i, f in enumerate(default_corpus_files()[:120]):
         (d / f"{i:04d}.py").write_bytes(f.read_bytes())
     return d
 
@@ -116,6 +116,33 @@ def test_kill_mid_way_then_resume(stoker_cmd, tmp_path, big_corpus, bpe_tokenize
     same_tree(out, ref)
 
 
+_MANY = r"""
+import json, sys
+from stoker.cli.app import main
+for args in json.loads(sys.argv[1]):
+    sys.stderr.write("@@CASE\n"); sys.stderr.flush()
+    try:
+        main(args)
+        code = 0
+    except SystemExit as e:
+        code = e.code
+    sys.stderr.flush()
+    print(code, flush=True)
+"""
+
+
+def run_many(cases: list[list]) -> list[tuple[int, str]]:
+    """Run several `stoker ...` command lines through the real CLI entry point in one Python
+    process (one interpreter start instead of one per case): (exit code, stderr) each."""
+    argvs = [[str(a) for a in args] for args in cases]
+    r = subprocess.run([sys.executable, "-c", _MANY, json.dumps(argvs)], capture_output=True,
+                       text=True, timeout=300)
+    codes = [int(x) for x in r.stdout.split()]
+    errs = r.stderr.split("@@CASE\n")[1:]
+    assert len(codes) == len(errs) == len(cases), r.stdout + r.stderr
+    return list(zip(codes, errs))
+
+
 def _bad(stoker_cmd, *args):
     r = run(stoker_cmd, "data", "prepare", *args)
     assert r.returncode == 2, (r.returncode, r.stdout, r.stderr)
@@ -153,10 +180,17 @@ def test_every_bad_input_exits_2_and_writes_nothing(stoker_cmd, tmp_path, corpus
          "does not exist"),
         (["--input-path", txt, "--type", "subword"], "needs --tokenizer-path"),
     ]
-    for args, msg in cases:
+    # two through the `stoker` executable, the rest through the same entry point in one process
+    for args, msg in cases[:2]:
         err = _bad(stoker_cmd, *args, "--output-dir", out)
         assert msg in err, (args, err)
         assert not out.exists(), f"{args} left {list(out.rglob('*'))}"
+    outs = [tmp_path / f"out{i}" for i in range(len(cases))]
+    results = run_many([["data", "prepare", *args, "--output-dir", o] for (args, _), o in zip(cases, outs)][2:])
+    for (args, msg), o, (code, err) in zip(cases[2:], outs[2:], results):
+        assert code == 2 and "error:" in err and "Traceback" not in err, (args, code, err)
+        assert msg in err, (args, err)
+        assert not o.exists(), f"{args} left {list(o.rglob('*'))}"
 
     # --skip-bad-lines continues and reports the count
     r = run(stoker_cmd, "data", "prepare", "--input-path", bad_jsonl, "--output-dir", out,
@@ -182,7 +216,7 @@ def test_train_tokenizer_bad_input(stoker_cmd, tmp_path, corpus_dir):
     r = run(stoker_cmd, "data", "train-tokenizer", "--input-path", corpus_dir, "--output-dir",
             tmp_path / "t", "--type", "wordpiece")
     assert r.returncode == 2 and "unknown --type" in r.stderr and not (tmp_path / "t").exists()
-    r = run(stoker_cmd, "data", "train-tokenizer", "--input-path", corpus_dir, "--output-dir",
+    r = run(stoker_cmd, "data", "train-tokenizer", "--input-path", corpus_dir / "part0", "--output-dir",
             tmp_path / "sp", "--type", "unigram", "--vocab-size", "400", "--library", "sentencepiece")
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "sp" / "tokenizer.model").is_file()

@@ -118,3 +118,17 @@ def test_blend_file_shares(tmp_path):
     t = _tokens(out, "train")
     na, nb = int((t == tok.encode("a")[0]).sum()), int((t == tok.encode("b")[0]).sum())
     assert 0.8 < na / nb < 1.25  # equal shares although a.txt is 10x larger
+
+
+def test_scan_counts_lines_only_when_cutting_and_still_right_when_file_grew(tmp_path):
+    from stoker.data.sources import Source, scan_source
+
+    p = tmp_path / "big.txt"
+    p.write_text("".join(f"line {i}\n" for i in range(5000)))
+    exact = Source(str(p), "text", p.stat().st_size)
+    scan_source(exact, 4096, count_lines=True)
+    stale = Source(str(p), "text", 10)  # listed when it was tiny: no line counting planned
+    scan_source(stale, 4096)
+    assert stale.cuts == exact.cuts and len(exact.cuts) > 5
+    assert stale.sha256 == exact.sha256
+    assert exact.cuts[1][2] == 1 + p.read_bytes()[: exact.cuts[1][0]].count(b"\n")

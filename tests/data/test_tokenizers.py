@@ -61,3 +61,36 @@ def test_load_errors_are_clear(tmp_path):
         load_tokenizer(bad)
     with pytest.raises(DataError, match="unknown tokenizer type"):
         train_tokenizer(TEXT, type="wordpiece")
+
+
+def test_char_fast_paths_match_plain_encoding():
+    """The prepare fast paths (raw ASCII bytes, joined translate, scan-time char sets) give
+    exactly what encoding each document and appending eos gives."""
+    import numpy as np
+
+    from stoker.data.tokenizers import char_set
+
+    docs = ["plain ascii\n", "", "nul\x00inside", "ünï😀中", "x" * 5000, "tail"]
+    tok = CharTokenizer(char_set(docs))
+    assert tok.chars == sorted(set("".join(docs)))
+    as_input = [d.encode("ascii") if d.isascii() else d for d in docs]  # what prepare passes
+    assert char_set(as_input) == set("".join(docs))
+    ends = [True, True, False, True, True, True]
+    for eos in (0, None):
+        want = []
+        for d, e in zip(docs, ends):
+            want += tok.encode(d) + ([eos] if e and eos is not None else [])
+        for dtype in ("<u2", "<u4"):
+            got = tok.encode_joined(as_input, ends, eos, np.dtype(dtype))
+            assert got.dtype == np.dtype(dtype) and got.tolist() == want
+
+
+def test_char_prepare_reports_bad_utf8_with_file_and_line(tmp_path):
+    from stoker.data.prepare import prepare
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.txt").write_text("fine\n")
+    (tmp_path / "in" / "b.txt").write_bytes(b"line one\nline two \xff\xfe\n")
+    with pytest.raises(DataError, match=r"b\.txt:2: not UTF-8"):
+        prepare([tmp_path / "in"], tmp_path / "out", type="char", workers=1)
+    assert not (tmp_path / "out").exists()

@@ -204,11 +204,39 @@ def _surely_fits(value: Any, tp: Any) -> bool:
     if tp in _PATH_TYPES:
         return t is str
     origin = typing.get_origin(tp)
+    if origin is None:
+        return False
+    args = typing.get_args(tp)
     if origin is typing.Literal:
-        return any(type(a) is t and a == value for a in typing.get_args(tp))
+        return any(type(a) is t and a == value for a in args)
     if origin is typing.Union or origin is _UnionType:
-        return any(_surely_fits(value, m) for m in typing.get_args(tp))
+        return any(_surely_fits(value, m) for m in args)
+    if origin is typing.Annotated:  # Field(gt=0) and friends: annotated_types bounds only
+        return _within_bounds(value, args[1:]) and _surely_fits(value, args[0])
+    if origin is list and t is list and len(args) == 1:
+        return all(_surely_fits(v, args[0]) for v in value)
+    if origin is tuple and t in (list, tuple) and args:
+        if len(args) == 2 and args[1] is Ellipsis:
+            return all(_surely_fits(v, args[0]) for v in value)
+        return len(args) == len(value) and all(_surely_fits(v, a) for v, a in zip(value, args))
+    if origin is dict and t is dict and len(args) == 2:
+        return all(_surely_fits(k, args[0]) and _surely_fits(v, args[1]) for k, v in value.items())
     return False
+
+
+_BOUNDS = {"Gt": lambda v, b: v > b.gt, "Ge": lambda v, b: v >= b.ge,
+           "Lt": lambda v, b: v < b.lt, "Le": lambda v, b: v <= b.le}
+
+
+def _within_bounds(value: Any, metadata: tuple[Any, ...]) -> bool:
+    """True when every item is an ``annotated_types`` bound that a number ``value`` meets."""
+    if type(value) not in (int, float) or not metadata:
+        return False
+    for m in metadata:
+        check = _BOUNDS.get(type(m).__name__)
+        if check is None or type(m).__module__ != "annotated_types" or not check(value, m):
+            return False
+    return True
 
 
 def _path_types() -> tuple[Any, ...]:

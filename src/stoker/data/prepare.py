@@ -392,8 +392,10 @@ def prepare(
     prog = Progress("scan", total_bytes=sum(s.size for s in sources))
     emit = progress or (lambda p: None)
     emit(prog)
-    # the workers read sources by path/format/field only, so they can start before the scan
-    pool = _Pool(min(nworkers, len(sources), max(1, -(-prog.total_bytes // shard_bytes))), sources)
+    # The workers read sources by path/format/field only, so they can start before the scan
+    # (which they share). Units hold at most ~shard_bytes, so there are at least this many:
+    est_units = max(1, -(-prog.total_bytes // shard_bytes)) + (len(sources) > 1)
+    pool = _Pool(min(nworkers, est_units), sources)
     try:
         # a char vocabulary is collected from text files in the same read as their SHA-256
         scan_chars, covered = pool.scan(sources, shard_bytes, tokenizer is None, prog, emit)

@@ -56,6 +56,29 @@ class KVCache:
         self.pos = 0
 
 
+def residual_linear(
+    linear: nn.Linear, y: Tensor, residual: Tensor | None, drop: nn.Dropout
+) -> Tensor:
+    """``residual + drop(linear(y))``, as one ``addmm`` when that is exact.
+
+    Folding the residual add into the matrix multiply saves a pass over the residual
+    stream and a fresh buffer per block. It is skipped when dropout is active, with a
+    bias, and under autocast (which would cast the residual stream to low precision).
+    """
+    if residual is None:
+        return drop(linear(y))
+    if (
+        linear.bias is not None
+        or (drop.p > 0 and drop.training)
+        or torch.is_autocast_enabled(y.device.type)
+        or y.dtype != residual.dtype
+    ):
+        return residual + drop(linear(y))
+    out = torch.addmm(residual.reshape(-1, residual.shape[-1]), y.reshape(-1, y.shape[-1]),
+                      linear.weight.t())
+    return out.view(residual.shape)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
@@ -75,7 +98,9 @@ class Attention(nn.Module):
         cache: KVCache | None = None,
         layer: int = 0,
         mask: Tensor | None = None,
+        residual: Tensor | None = None,
     ) -> Tensor:
+        """Attention output, plus ``residual`` when given (added inside the projection)."""
         B, T, _ = x.shape
         H, K, hd = self.n_heads, self.n_kv_heads, self.head_dim
         qkv = rope_qkv(self.wqkv(x), rope, H + K, hd)  # queries and keys in one pass
@@ -100,7 +125,7 @@ class Attention(nn.Module):
             **gqa,
         )
         y = y.transpose(1, 2).reshape(B, T, H * hd)
-        return self.resid_drop(self.wo(y))
+        return residual_linear(self.wo, y, residual, self.resid_drop)
 
 
 class SwiGLU(nn.Module):
@@ -111,8 +136,9 @@ class SwiGLU(nn.Module):
         self.w2 = nn.Linear(self.hidden, cfg.dim, bias=cfg.bias)
         self.drop = nn.Dropout(cfg.dropout)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.drop(self.w2(swiglu(self.w13(x), self.hidden)))
+    def forward(self, x: Tensor, residual: Tensor | None = None) -> Tensor:
+        """MLP output, plus ``residual`` when given (added inside the projection)."""
+        return residual_linear(self.w2, swiglu(self.w13(x), self.hidden), residual, self.drop)
 
 
 class Block(nn.Module):
@@ -125,8 +151,8 @@ class Block(nn.Module):
 
     def forward(self, x: Tensor, rope: Tensor, cache: KVCache | None, layer: int,
                 mask: Tensor | None) -> Tensor:
-        x = x + self.attn(self.attn_norm(x), rope, cache, layer, mask)
-        return x + self.ffn(self.ffn_norm(x))
+        x = self.attn(self.attn_norm(x), rope, cache, layer, mask, residual=x)
+        return self.ffn(self.ffn_norm(x), residual=x)
 
 
 class GPT(nn.Module):
