@@ -47,7 +47,7 @@ def stoker_steps(data: Path, out: Path, overrides: list[str], steps: int) -> lis
     cfg = compose("gpt-char", [
         f"data.path={data}", f"output_dir={out}", f"trainer.max_steps={steps}",
         "trainer.eval_every=null", "checkpoint.every_steps=null", "loggers=[jsonl]",
-        "callbacks={}", "register_artifact=false", "trainer.log_every=1",
+        "~callbacks", "register_artifact=false", "trainer.log_every=1",
         "trainer.eval_batches=1", *overrides], schema=TrainRecipe)
     recipe = to_typed(cfg, TrainRecipe)
     times: list[float] = []
@@ -120,7 +120,7 @@ def compare(data: Path, root: Path, shape: dict, steps: int, label: str) -> tupl
             f"model.n_heads={shape['n_heads']}", f"model.n_kv_heads={shape['n_kv_heads']}",
             f"data.seq_len={shape['seq_len']}", f"data.batch_size={shape['batch_size']}"]
     s_all, p_all = [], []
-    for rep in range(3):  # interleave to share the machine's drift
+    for rep in range(6):  # interleave, many short runs: the shared machine drifts
         p_all += plain_steps(data, shape, steps)
         s_all += stoker_steps(data, root / f"run{len(label)}-{rep}", over, steps)
     ps, ss = statistics.median(p_all), statistics.median(s_all)
@@ -135,9 +135,9 @@ def main() -> None:
         root = Path(tmp)
         data = make_data(root)
         real = dict(n_layers=4, dim=128, n_heads=4, n_kv_heads=2, seq_len=128, batch_size=16)
-        ps, ss = compare(data, root, real, 40, "gpt 4x128 (~0.8M params)")
+        ps, ss = compare(data, root, real, 25, "gpt 4x128 (~0.8M params)")
         tiny = dict(n_layers=1, dim=8, n_heads=2, n_kv_heads=1, seq_len=8, batch_size=4)
-        tp, ts = compare(data, root, tiny, 300, "tiny gpt 1x8 (fixed cost)")
+        tp, ts = compare(data, root, tiny, 200, "tiny gpt 1x8 (fixed cost)")
         print(json.dumps({"real_ratio": round(ss / ps, 4),
                           "tiny_fixed_cost_ms": round(1e3 * (ts - tp), 3),
                           "tiny_plain_ms": round(1e3 * tp, 3)}))

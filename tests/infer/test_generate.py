@@ -120,3 +120,18 @@ def test_sample_text_round_trip():
     text = sample_text(model, tok, "def f", 12, temperature=0)
     assert text.startswith("def f") and len(text) == 17
     assert sample_text(model, tok, "def f", 12, seed=3) == sample_text(model, tok, "def f", 12, seed=3)
+
+
+def test_wrapped_models_generate_through_the_plain_module():
+    class Wrapper(torch.nn.Module):  # shaped like DistributedDataParallel
+        def __init__(self, module):
+            super().__init__()
+            self.module = module
+
+        def forward(self, *args, **kwargs):
+            raise AssertionError("generation must not go through the wrapper")
+
+    model = gpt()
+    x = torch.randint(0, 40, (1, 4))
+    assert torch.equal(generate(Wrapper(model), x, 6, temperature=0),
+                       generate(model, x, 6, temperature=0))

@@ -11,17 +11,27 @@ transformers = pytest.importorskip("transformers")
 from stoker.models.hf import from_hf, gpt_config_to_llama, llama_config_to_gpt, to_hf  # noqa: E402
 
 
-@pytest.mark.parametrize("tie, n_kv", [(True, None), (False, 2)])
-def test_to_hf_logits_match(tie, n_kv):
+@pytest.mark.parametrize("tie, n_kv, bias", [(True, None, False), (False, 2, True)])
+def test_to_hf_logits_match(tie, n_kv, bias):
     torch.manual_seed(0)
     model = build_model(GPTConfig(vocab_size=64, n_layers=2, dim=32, n_heads=4, n_kv_heads=n_kv,
-                                  max_seq_len=32, tie_weights=tie, rope_theta=500.0)).eval()
+                                  max_seq_len=32, tie_weights=tie, rope_theta=500.0,
+                                  bias=bias)).eval()
+    if bias:  # zero-initialised biases would not test the mapping
+        with torch.no_grad():
+            for name, p in model.named_parameters():
+                if name.endswith(".bias"):
+                    p.normal_(0.0, 0.1)
     hf = to_hf(model)
     x = torch.randint(0, 64, (2, 17))
     with torch.no_grad():
         ours = model(x)["logits"]
         theirs = hf(x).logits
     torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-5)
+    # and back again: the same weights
+    back = from_hf(hf)
+    for (name, p), (_, q) in zip(model.state_dict().items(), back.state_dict().items()):
+        assert torch.equal(p, q), name
 
 
 def test_from_hf_logits_match_and_config_round_trip():

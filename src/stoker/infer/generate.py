@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from stoker.errors import UserError
 
-__all__ = ["generate", "sample_text", "sample_next"]
+__all__ = ["generate", "sample_next", "sample_text", "unwrap"]
 
 
 def _check(max_new_tokens: int, temperature: float, top_k: int | None,
@@ -62,6 +62,19 @@ def sample_next(
     return torch.multinomial(probs, 1, generator=generator)
 
 
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DDP wrapper or a ``torch.compile`` result.
+
+    Generating through the plain module avoids DDP's collectives (only one rank samples)
+    and recompilation for every new sequence length.
+    """
+    while True:
+        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
+        if not isinstance(inner, nn.Module):
+            return model
+        model = inner
+
+
 def _context_limit(model: nn.Module) -> int | None:
     cfg = getattr(model, "config", None)
     return getattr(cfg, "max_seq_len", None)
@@ -89,6 +102,7 @@ def generate(
     longer (the cache is then rebuilt each step, exactly as the uncached path does).
     """
     _check(max_new_tokens, temperature, top_k, top_p)
+    model = unwrap(model)
     squeeze = input_ids.dim() == 1
     if squeeze:
         input_ids = input_ids.unsqueeze(0)

@@ -59,11 +59,12 @@ class KVCache:
 def residual_linear(
     linear: nn.Linear, y: Tensor, residual: Tensor | None, drop: nn.Dropout
 ) -> Tensor:
-    """``residual + drop(linear(y))``, as one ``addmm`` when that is exact.
+    """``residual + drop(linear(y))``, as one ``addmm`` where that is the same math.
 
     Folding the residual add into the matrix multiply saves a pass over the residual
-    stream and a fresh buffer per block. It is skipped when dropout is active, with a
-    bias, and under autocast (which would cast the residual stream to low precision).
+    stream and a fresh buffer per block (results agree to float rounding). It is skipped
+    when dropout is active, with a bias, and under autocast (which would cast the residual
+    stream to low precision).
     """
     if residual is None:
         return drop(linear(y))
