@@ -39,7 +39,8 @@ def main() -> None:
     hf = transformers.LlamaForCausalLM(cfg).eval()
     ours = from_hf(hf)
     n_params = count_parameters(ours)
-    x = torch.randint(0, cfg.vocab_size, (1, args.prompt), generator=torch.Generator().manual_seed(1))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randint(0, cfg.vocab_size, (1, args.prompt), generator=gen)
     mask = torch.ones_like(x)
 
     def run_hf(use_cache: bool) -> torch.Tensor:

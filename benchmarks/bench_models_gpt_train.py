@@ -3,7 +3,8 @@
 Both models have ~10.7M parameters (6 layers, width 384, 6 heads, context 256, char vocab
 65, no biases, tied embeddings, no dropout) and run the same loop: forward, cross-entropy,
 backward, AdamW step. Steps alternate between the two models so machine drift hits both
-alike; the figures are the median and the best (least disturbed) step time. Run: ``python benchmarks/bench_models_gpt_train.py``.
+alike; the figures are the median and the best (least disturbed) step time.
+Run: ``python benchmarks/bench_models_gpt_train.py [--threads 1] [--steps 12]``.
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ def test_items_and_split_sizes():
 
 
 def test_split_is_deterministic_per_seed():
-    assert torch.equal(DigitsDataset("valid", seed=1).indices, DigitsDataset("valid", seed=1).indices)
+    a, b = DigitsDataset("valid", seed=1), DigitsDataset("valid", seed=1)
+    assert torch.equal(a.indices, b.indices)
     assert not torch.equal(DigitsDataset("valid", seed=1).indices,
                            DigitsDataset("valid", seed=2).indices)
 

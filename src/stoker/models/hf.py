@@ -124,7 +124,8 @@ def _permute(w: torch.Tensor, n_heads: int, head_dim: int, *, to_hf: bool) -> to
 def gpt_state_to_hf(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """Rename/split a GPT state dict into ``LlamaForCausalLM`` names."""
     H, K, hd, F = cfg.n_heads, cfg.kv_heads, cfg.head_dim, cfg.hidden_dim
-    out = {"model.embed_tokens.weight": sd["tok_emb.weight"], "model.norm.weight": sd["norm.weight"]}
+    out = {"model.embed_tokens.weight": sd["tok_emb.weight"],
+           "model.norm.weight": sd["norm.weight"]}
     out["lm_head.weight"] = sd.get("lm_head.weight", sd["tok_emb.weight"])
     for i in range(cfg.n_layers):
         p, q = f"layers.{i}.", f"model.layers.{i}."
@@ -147,7 +148,8 @@ def gpt_state_to_hf(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, to
 def hf_state_to_gpt(sd: dict[str, torch.Tensor], cfg: GPTConfig) -> dict[str, torch.Tensor]:
     """Rename/fuse a ``LlamaForCausalLM`` state dict into GPT names."""
     H, K, hd = cfg.n_heads, cfg.kv_heads, cfg.head_dim
-    out = {"tok_emb.weight": sd["model.embed_tokens.weight"], "norm.weight": sd["model.norm.weight"]}
+    out = {"tok_emb.weight": sd["model.embed_tokens.weight"],
+           "norm.weight": sd["model.norm.weight"]}
     out["lm_head.weight"] = sd.get("lm_head.weight", sd["model.embed_tokens.weight"])
     for i in range(cfg.n_layers):
         p, q = f"layers.{i}.", f"model.layers.{i}."

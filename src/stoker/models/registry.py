@@ -72,7 +72,8 @@ def model_config_union() -> Any:
     classes = tuple(spec.config_cls for spec in MODEL_REGISTRY.values())
     if len(classes) == 1:
         return classes[0]
-    return Annotated[Union[classes], Field(discriminator="architecture")]  # type: ignore[valid-type]
+    union = Union[classes]  # type: ignore[valid-type]
+    return Annotated[union, Field(discriminator="architecture")]
 
 
 def _plain(cfg: Any) -> Any:
