@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from stoker.artifacts.types import InputDatasetInfo, ModelArtifact, PretrainBlendsArtifact
-from stoker.errors import ArtifactError
+from stoker.errors import ArtifactError, RegistryError
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -71,6 +71,69 @@ def register_prepared_dataset(output_dir: str | Path, name: str, registry: Any =
     return art.save(name, registry=registry, mode=mode, aliases=aliases)
 
 
+BUILTIN_NAMES = {"char": "stoker-corpus-char", "bpe": "stoker-corpus-bpe"}
+
+
+def register_builtin_dataset(data_dir: str | Path, kind: str, registry: Any = None) -> PretrainBlendsArtifact:
+    """Publish the built-in corpus dataset (``builtin:char``/``builtin:bpe``) once.
+
+    Why: a model trained on the built-in corpus should show ``model <- data <- python-stdlib``
+    in its lineage like any other. The data stays where it is (``reference`` mode, under
+    ``$STOKER_HOME/data``); a new version is made only when no version with the same content
+    fingerprint exists, so every run on the same corpus points at the same ``art://`` URI.
+    Its single source is the standard library directory (file count, bytes, checksum),
+    not one entry per file.
+    """
+    from stoker.artifacts.registry import resolve_registry
+    from stoker.track.run import RunInfo, tracking_info
+    from stoker.track.wandb_utils import tokenizer_to_uri
+
+    if kind not in BUILTIN_NAMES:
+        raise ArtifactError(f"unknown built-in dataset kind {kind!r}; use one of: "
+                            f"{', '.join(BUILTIN_NAMES)}")
+    name = BUILTIN_NAMES[kind]
+    out = Path(data_dir).resolve()
+    meta = _read_json(out / "metadata.json", "the built-in dataset is not prepared")
+    corpus = meta.get("corpus") or {}
+    fingerprint = str(meta.get("fingerprint") or corpus.get("sha256") or "")
+    reg = resolve_registry(registry)
+    if fingerprint:
+        try:
+            candidates = [reg.resolve(f"{name}:latest")]
+        except ArtifactError:
+            candidates = []
+        if candidates and (candidates[0].artifact.get("metadata") or {}).get("fingerprint") != fingerprint:
+            candidates = list(reversed(reg.versions(name)))  # rare: corpus or settings changed
+        for entry in candidates:
+            if not entry.deleted and (entry.artifact.get("metadata") or {}).get("fingerprint") == fingerprint:
+                return reg.load(entry.uri, PretrainBlendsArtifact)
+    root = corpus.get("root")
+    source = InputDatasetInfo(
+        uri=Path(root).as_uri() if root else "python-stdlib",
+        name=f"{corpus.get('name', 'python-stdlib')} (Python {corpus.get('python', '?')}, .py files)",
+        num_rows=corpus.get("files"), size_bytes=corpus.get("bytes"), sha256=corpus.get("sha256"),
+    )
+    splits = meta.get("splits") or {}
+    tok = meta.get("tokenizer") or {}
+    tok_dir = out / (tok.get("path") or "tokenizer") if isinstance(tok, dict) else out / "tokenizer"
+    producer = tracking_info(RunInfo(run_id=f"builtin-{kind}"),
+                             command=meta.get("command"), recipe=f"builtin:{kind}")
+    art = PretrainBlendsArtifact(
+        path=out,
+        total_tokens=meta.get("total_tokens"),
+        total_sequences=meta.get("documents"),
+        source_datasets=[source],
+        tokenizer_uri=tokenizer_to_uri(tok_dir) if tok_dir.exists() else None,
+        split_tokens={k: int(v.get("tokens", 0)) for k, v in splits.items() if isinstance(v, dict)},
+        metadata={"fingerprint": fingerprint, "corpus": corpus,
+                  **{k: meta[k] for k in ("format", "dtype", "vocab_size", "eos_id", "tokenizer")
+                     if k in meta}},
+        producer=producer,
+        **{f"{k}_path": out / k for k in ("train", "valid", "test") if (out / k).exists()},
+    )
+    return art.save(name, registry=reg, mode="reference")
+
+
 def _data_uri(data_path: str | Path | None, registry: Any) -> str | None:
     """The exact ``art://name:vN`` a run's data came from, when it can be known."""
     if data_path is None:
@@ -81,10 +144,21 @@ def _data_uri(data_path: str | Path | None, registry: Any) -> str | None:
 
         return resolve_registry(registry).resolve(text).uri
     sidecar = Path(text) / ".stoker-artifact.json"
-    if sidecar.is_file():
+    if not sidecar.is_file():
+        return None
+    try:
         env = json.loads(sidecar.read_text(encoding="utf-8"))
-        return env.get("uri") if isinstance(env, dict) else None
-    return None
+    except (OSError, json.JSONDecodeError):
+        return None
+    uri = env.get("uri") if isinstance(env, dict) else None
+    if not uri:
+        return None
+    from stoker.artifacts.registry import resolve_registry
+
+    try:  # published to another registry (or removed since): not an input we can link
+        return resolve_registry(registry).resolve(uri).uri
+    except (ArtifactError, RegistryError):
+        return None
 
 
 def _pick_checkpoint(run_dir: Path, step: int) -> Path | None:

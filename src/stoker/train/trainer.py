@@ -646,7 +646,7 @@ class Trainer:
         except ImportError as exc:  # the artifacts area is optional at this layer
             log.warning("model artifact not registered: %s", exc)
             return None
-        data_path = str(self.data.path) if (self._data_from_artifact and self.data.path) else None
+        data_path = self._data_input()
         art = register_trained_model(
             self.run_dir, self.recipe.name, step=self.step,
             metrics={**self.last_metrics, **self.last_eval}, data_path=data_path,
@@ -654,6 +654,29 @@ class Trainer:
         uri = getattr(art, "uri", None) or str(art)
         log.info("registered model artifact %s", uri)
         return uri
+
+    def _data_input(self) -> str | None:
+        """What the model's data input is for lineage: an ``art://`` URI or a directory.
+
+        The built-in corpus is published once as ``stoker-corpus-<kind>`` (a no-op when a
+        version with the same content fingerprint exists); a prepared directory is linked
+        through the sidecar ``stoker data prepare --register`` left in it; data resolved
+        from ``${art:...}`` is already recorded as used by the resolver.
+        """
+        if self.data.path is None:
+            return None
+        spec = str(getattr(self.recipe.data, "path", "") or "")
+        if spec.startswith("builtin:"):
+            from stoker.artifacts.wire import register_builtin_dataset
+            from stoker.errors import ArtifactError, RegistryError
+
+            try:
+                return register_builtin_dataset(self.data.path, spec.split(":", 1)[1] or "char").uri
+            except (ArtifactError, RegistryError, OSError) as exc:
+                log.warning("built-in dataset not registered (the model's lineage stops at "
+                            "the model): %s", exc)
+                return None
+        return str(self.data.path)
 
     @contextlib.contextmanager
     def _signal_flags(self) -> Iterator[None]:
