@@ -33,11 +33,17 @@ def _lineage(stoker_cmd, env, uri: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def test_builtin_corpus_model_data_source_lineage(stoker_cmd, tmp_path: Path) -> None:
+def test_demo_then_lineage_shows_model_data_source(stoker_cmd, tmp_path: Path) -> None:
+    """`stoker demo` (cut to 2 steps) prints a sample and the paths; its model's lineage
+    reaches the standard library; a second run on the same corpus reuses the data version."""
     env = _env(tmp_path / "home")
-    for run in ("a", "b"):  # a second run on the same corpus reuses the same data version
-        run_cli(stoker_cmd, "train", "gpt-char", f"output_dir={tmp_path / run}", *TINY,
-                env=env, check=True)
+    demo = run_cli(stoker_cmd, "demo", "--max-steps", "2", "--output-dir",
+                   str(tmp_path / "demo"), env=env, check=True).stdout
+    for text in ("def ", "run directory:", "checkpoints:", "tensorboard --logdir",
+                 "art://gpt-char:v1"):
+        assert text in demo, text
+    run_cli(stoker_cmd, "train", "gpt-char", f"output_dir={tmp_path / 'b'}", *TINY,
+            env=env, check=True)
     tree = _lineage(stoker_cmd, env, "art://gpt-char:latest")
     assert tree["uri"] == "art://gpt-char:v2" and tree["type"] == "ModelArtifact"
     [data] = tree["inputs"]

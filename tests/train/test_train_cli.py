@@ -2,9 +2,11 @@
 signals, and the messages a user gets for bad input."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -81,15 +83,15 @@ def test_stop_after_then_rerun_is_bitwise_equal(stoker_cmd, reference_run: Path,
     assert train_losses(out) == train_losses(reference_run)
 
 
-def test_raising_max_steps_continues(stoker_cmd, tiny_data: Path, tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
-            "trainer.max_steps=5", "--yes", check=True)
+def test_raising_max_steps_continues(stoker_cmd, reference_run: Path, tiny_data: Path,
+                                     tmp_path: Path) -> None:
+    out = _copy_run(reference_run, tmp_path / "run")
     more = run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
-                   "trainer.max_steps=8", "--yes", check=True)
+                   "trainer.max_steps=23", "--yes", check=True)
     assert "resum" in more.stderr.lower()
     steps = [r["step"] for r in read_metrics(out) if "eval/loss" not in r]
-    assert steps == list(range(1, 9))
+    assert steps == list(range(1, 24))
+    assert (out / "checkpoints" / "step-00000023" / "COMMITTED").exists()
 
 
 def test_kill_9_then_resume_is_bitwise_equal(stoker_cmd, reference_run: Path,
@@ -163,7 +165,7 @@ def _fails(stoker_cmd, tiny_data: Path, out: Path, *extra: str) -> str:
     return proc.stderr
 
 
-@pytest.mark.parametrize("extra, expected", [
+BAD_INPUT = [
     (["model.architecture=transformer"], "'gpt', 'rnn', 'cnn'"),
     (["data.path=/nonexistent/data"], "/nonexistent/data"),
     (["data.batch_size=0"], "data.batch_size"),
@@ -172,61 +174,134 @@ def _fails(stoker_cmd, tiny_data: Path, out: Path, *extra: str) -> str:
     (["data.tokenizer=bpe"], "prepared with a 'char' tokenizer"),
     (["model.vocab_size=500"], "model.vocab_size=500"),
     (["losses.ce.logits=preds.logit"], "Did you mean 'preds.logits'"),
-])
-def test_bad_input_is_explained_before_anything_is_written(stoker_cmd, tiny_data: Path,
-                                                           tmp_path: Path, extra, expected) -> None:
+]
+
+
+def _in_process(capsys, *args: str) -> tuple[int, str]:
+    """The CLI entry point in this process: same code path as the executable, no startup."""
+    import typer
+
+    from stoker.cli.app import build_app, run_click
+
+    capsys.readouterr()
+    code = run_click(typer.main.get_command(build_app()), list(args), prog_name="stoker")
+    return code, capsys.readouterr().err
+
+
+def test_bad_input_is_explained_before_anything_is_written(capsys, tiny_data: Path,
+                                                           tmp_path: Path) -> None:
+    """Every case through the CLI entry point in-process (a subprocess each costs seconds)."""
+    for i, (extra, expected) in enumerate(BAD_INPUT):
+        out = tmp_path / f"run{i}"
+        code, err = _in_process(capsys, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                                "trainer.max_steps=3", *extra, "--yes")
+        assert code == 2, (extra, err)
+        assert expected in err, (extra, err)
+        assert "Traceback" not in err, (extra, err)
+        assert not out.exists(), extra
+
+
+@pytest.mark.parametrize("extra, expected", [BAD_INPUT[0], BAD_INPUT[5]])
+def test_bad_input_through_the_real_executable(stoker_cmd, tiny_data: Path, tmp_path: Path,
+                                               extra, expected) -> None:
     out = tmp_path / "run"
     err = _fails(stoker_cmd, tiny_data, out, *extra)
     assert expected in err
     assert not out.exists()
 
 
-def test_checkpoint_of_another_shape_names_the_tensors(stoker_cmd, tiny_data: Path,
-                                                       tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
-            "trainer.max_steps=5", "--yes", check=True)
-    err = _fails(stoker_cmd, tiny_data, out, "trainer.max_steps=8", "model.dim=64")
+def _copy_run(reference_run: Path, dst: Path) -> Path:
+    """A private copy of the reference run to damage or continue (saves a training run)."""
+    shutil.copytree(reference_run, dst)
+    return dst
+
+
+def test_checkpoint_of_another_shape_names_the_tensors(capsys, reference_run: Path,
+                                                       tiny_data: Path, tmp_path: Path) -> None:
+    out = _copy_run(reference_run, tmp_path / "run")
+    code, err = _in_process(capsys, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                            "trainer.max_steps=25", "model.dim=64", "--yes")
+    assert code == 2 and "Traceback" not in err, err
     assert "tok_emb.weight" in err and "(47, 32)" in err and "(47, 64)" in err
 
 
-def test_corrupted_checkpoint_is_detected_and_previous_offered(stoker_cmd, tiny_data: Path,
+def test_corrupted_checkpoint_is_detected_and_previous_offered(stoker_cmd, reference_run: Path,
+                                                               tiny_data: Path,
                                                                tmp_path: Path) -> None:
-    out = tmp_path / "run"
-    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
-            "trainer.max_steps=10", "--yes", check=True)
-    f = out / "checkpoints" / "step-00000010" / "model.safetensors"
+    out = _copy_run(reference_run, tmp_path / "run")
+    f = out / "checkpoints" / "step-00000020" / "model.safetensors"
     data = bytearray(f.read_bytes())
     data[-5] ^= 0xFF
     f.write_bytes(bytes(data))
-    err = _fails(stoker_cmd, tiny_data, out, "trainer.max_steps=12")
-    assert "step-00000010" in err and "step-00000005" in err
+    err = _fails(stoker_cmd, tiny_data, out, "trainer.max_steps=22")
+    assert "step-00000020" in err and "step-00000015" in err
+
+
+@contextlib.contextmanager
+def _small_disk(path: Path, size_kb: int):
+    """A real small file system (tmpfs) at ``path``; None when mounting is not permitted."""
+    path.mkdir(parents=True)
+    try:
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs",
+                               str(path)], capture_output=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        done = None
+    if done is None or done.returncode != 0:
+        yield None
+        return
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, timeout=30)
+
+
+def _fill(disk: Path, leave_bytes: int) -> Path:
+    """Fill the file system up, then give back ``leave_bytes`` (room for logs, not a checkpoint)."""
+    filler = disk / "filler"
+    with open(filler, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * 65536)
+                f.flush()
+        except OSError:
+            pass
+    size = filler.stat().st_size
+    os.truncate(filler, max(0, size - leave_bytes))
+    return filler
 
 
 def test_full_disk_during_save_keeps_the_previous_checkpoint(stoker_cmd, tiny_data: Path,
                                                              tmp_path: Path) -> None:
-    """A file-size limit makes the checkpoint write fail like a full disk would."""
+    """A real full disk (a small tmpfs, as root); else a file-size limit (EFBIG) stands in."""
     import resource
 
-    out = tmp_path / "run"
-    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
-            "trainer.max_steps=5", "--yes", check=True)
+    with _small_disk(tmp_path / "disk", 4096) as disk:
+        out = (disk or tmp_path) / "run"
+        run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                "trainer.max_steps=5", "--yes", check=True)
+        filler = _fill(disk, 48_000) if disk else None
 
-    def limit() -> None:
-        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
+        def limit() -> None:
+            if disk is None:
+                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+                resource.setrlimit(resource.RLIMIT_FSIZE, (60_000, 60_000))
 
-    proc = subprocess.run([*stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
-                           "trainer.max_steps=10", "--yes"], capture_output=True, text=True,
-                          preexec_fn=limit, timeout=300)
-    assert proc.returncode == 2, proc.stderr
-    assert "could not save checkpoint step-00000010" in proc.stderr
-    assert "step-00000005 is intact" in proc.stderr
-    names = sorted(p.name for p in (out / "checkpoints").iterdir())
-    assert names == ["step-00000005"]
-    # and the run resumes from it once the disk has room again
-    run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
-            "trainer.max_steps=10", "--yes", check=True)
+        proc = subprocess.run([*stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                               "trainer.max_steps=10", "--yes"], capture_output=True, text=True,
+                              preexec_fn=limit, timeout=300)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert "could not save checkpoint step-00000010" in proc.stderr
+        assert "step-00000005 is intact" in proc.stderr
+        assert ("the disk is full" if disk else "file size limit") in proc.stderr, proc.stderr
+        names = sorted(p.name for p in (out / "checkpoints").iterdir())
+        assert names == ["step-00000005"]
+        # and the run resumes from it once the disk has room again
+        if filler is not None:
+            filler.unlink()
+        run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
+                "trainer.max_steps=10", "--yes", check=True)
+        assert (out / "checkpoints" / "step-00000010" / "COMMITTED").exists()
 
 
 def test_nan_guard_stops_and_keeps_the_last_good_checkpoint(stoker_cmd, tiny_data: Path,

@@ -21,6 +21,7 @@ import threading
 import uuid
 from typing import Any
 
+from stoker.atomic import fsync_dir as _fsync_dir
 from stoker.errors import RegistryError
 
 _MEMORY_LOCK = threading.Lock()
@@ -180,19 +181,6 @@ class Store:
 
 def _dumps(obj: dict[str, Any]) -> bytes:
     return json.dumps(obj, indent=1, sort_keys=True, default=str).encode("utf-8")
-
-
-def _fsync_dir(d: str) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _local_create_exclusive(path: str, data: bytes) -> bool:

@@ -172,4 +172,7 @@ def demo(
                "--prompt 'class '")
     typer.echo(f"train longer:     stoker train gpt-char output_dir={result.run_dir} "
                f"trainer.max_steps={result.max_steps * 2} --yes")
+    if result.artifact:
+        typer.echo(f"model artifact:   {result.artifact}  (its lineage: stoker artifacts "
+                   f"lineage {result.artifact})")
     return 0

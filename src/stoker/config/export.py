@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from stoker.atomic import atomic_write_text
 from stoker.config.sources import TOML_NONE, format_of
 from stoker.errors import ConfigError, ConfigProblem
 
@@ -103,17 +103,4 @@ def save(cfg: Any, path: str | Path) -> Path:
 
 def write_atomic(path: Path, text: str) -> None:
     """Temp file in the same directory, fsync, then rename: never a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    atomic_write_text(path, text)

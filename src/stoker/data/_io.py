@@ -8,39 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from stoker.atomic import atomic_write_bytes, fsync_dir  # noqa: F401 - re-exported for the data modules
+
 _BLOCK = 1 << 22
-
-
-def fsync_dir(path: Path) -> None:
-    """Make a rename inside ``path`` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes | memoryview, *, fsync: bool = True,
-                       dir_fsync: bool = True) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        if fsync:
-            f.flush()
-            os.fdatasync(f.fileno())
-    os.replace(tmp, path)
-    if fsync and dir_fsync:
-        fsync_dir(path.parent)
 
 
 def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True, dir_fsync: bool = True) -> None:

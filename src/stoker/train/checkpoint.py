@@ -848,6 +848,9 @@ class CheckpointManager:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             cause = f"the disk is full{what} ({exc.strerror})"
             fix = "Free space on that disk, lower checkpoint.keep_last, or point output_dir elsewhere."
+        elif exc.errno == errno.EFBIG:
+            cause = f"a file size limit was hit{what} ({exc.strerror}; `ulimit -f` or the file system's maximum file size)"
+            fix = "Raise the file size limit (ulimit -f) or point output_dir at another file system."
         else:
             cause = f"{exc.strerror or exc}{what}"
             fix = "Check that the directory is writable and the disk is healthy."
