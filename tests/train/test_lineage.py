@@ -11,7 +11,6 @@ import os
 from pathlib import Path
 
 import pytest
-
 from train_helpers import run_cli, tiny_corpus_text
 
 pytestmark = pytest.mark.integration

@@ -161,7 +161,7 @@ def demo(
     result = run_training(cfg, argv=["stoker", "demo", *sys.argv[2:]])
     typer.echo("3/3 sampling from the trained model (prompt: 'def '):")
     trained = load_trained(str(result.run_dir))
-    sample = trained.sample("def ", max_new_tokens=300, temperature=0.8, seed=0)
+    sample = trained.sample("def ", max_new_tokens=300, temperature=0.6, seed=0)
     typer.echo("-" * 60)
     typer.echo(sample)
     typer.echo("-" * 60)
@@ -169,7 +169,7 @@ def demo(
     typer.echo(f"checkpoints:      {result.run_dir / 'checkpoints'}")
     typer.echo(f"tensorboard logs: tensorboard --logdir {result.run_dir / 'tensorboard'}")
     typer.echo(f"more text:        stoker generate text --checkpoint {result.run_dir} "
-               "--prompt 'class '")
+               "--prompt 'class ' --temperature 0.6")
     typer.echo(f"train longer:     stoker train gpt-char output_dir={result.run_dir} "
                f"trainer.max_steps={result.max_steps * 2} --yes")
     if result.artifact:

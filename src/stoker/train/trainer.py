@@ -114,6 +114,7 @@ class Trainer:
         self.config = config  # resolved plain dict, saved as config.yaml and in checkpoints
         self.argv = list(argv)
         self._extra_callbacks = list(callbacks)
+        # Kept for callers; lineage no longer needs it (see _data_input).
         self._data_from_artifact = data_from_artifact
         # public state (see CONTRACTS.md "what a callback may use")
         self.model: nn.Module | None = None
@@ -617,7 +618,8 @@ class Trainer:
         t = self.recipe.trainer
         paused = t.stop_after_steps is not None and self.step >= t.stop_after_steps \
             and self.step < self.max_steps
-        if not paused:
+        # A pause on an eval step evaluates too, as the uninterrupted run would at that step.
+        if not paused or (t.eval_every and self.step % t.eval_every == 0):
             self.run_eval()
         ckpt = self._save_checkpoint()
         artifact = None
