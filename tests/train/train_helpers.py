@@ -18,7 +18,7 @@ def tiny_corpus_text() -> str:
         lines.append(f"    \"\"\"Return the {a} of {b}.\"\"\"")
         lines.append(f"    if {b} is None:")
         lines.append(f"        return {i}")
-        lines.append(f"    for k in range(n):")
+        lines.append("    for k in range(n):")
         lines.append(f"        {b} = {b} + k * {i % 5}")
         lines.append(f"    return {b}")
         lines.append("")

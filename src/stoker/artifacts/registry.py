@@ -35,7 +35,7 @@ from stoker.artifacts.manifest import (
 )
 from stoker.artifacts.names import LATEST, ArtifactRef, parse_ref, validate_alias, validate_name
 from stoker.artifacts.storage import Store
-from stoker.artifacts.types import Artifact, TrackingInfo
+from stoker.artifacts.types import Artifact
 from stoker.errors import ArtifactError, RegistryError
 
 A = TypeVar("A", bound=Artifact)

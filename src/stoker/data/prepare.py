@@ -269,7 +269,6 @@ def _process_unit(unit: Unit, ctx: dict[str, Any]) -> dict[str, Any]:
     cuts = _split_points(len(tokens), doc_starts, ctx["ratios"])
     marker: dict[str, Any] = {"unit": unit.index, "bytes": stats.bytes, "documents": stats.documents,
                               "bad_lines": stats.bad_lines, "tokens": int(len(tokens)), "shards": {}}
-    fsync = ctx.get("fsync", True)
     for split, a, b in zip(ctx["splits"], cuts[:-1], cuts[1:]):
         if b <= a:
             continue
@@ -353,8 +352,7 @@ def prepare(
     Re-running with the same inputs and settings resumes an unfinished output and returns
     a finished one untouched.
     """
-    from stoker import __version__
-    from stoker.data.tokenizers import CharTokenizer, load_tokenizer
+    from stoker.data.tokenizers import load_tokenizer
 
     t0 = time.monotonic()
     if type not in TYPES:

@@ -16,7 +16,6 @@ A ``stoker_tokenizer.json`` marker in the directory names the kind; a directory 
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
