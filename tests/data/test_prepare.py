@@ -132,3 +132,44 @@ def test_scan_counts_lines_only_when_cutting_and_still_right_when_file_grew(tmp_
     assert stale.cuts == exact.cuts and len(exact.cuts) > 5
     assert stale.sha256 == exact.sha256
     assert exact.cuts[1][2] == 1 + p.read_bytes()[: exact.cuts[1][0]].count(b"\n")
+
+
+def test_resume_redoes_corrupted_shards_and_old_markers(tmp_path, corpus_dir):
+    """A shard whose bytes no longer match its marker's CRC-32, or a marker written by an
+    older stoker (SHA-256 per shard, no CRC-32), is redone on resume, never trusted."""
+    from stoker.errors import Interrupted
+
+    def stop_after(n):
+        def cb(p):
+            if p.phase == "tokenize" and p.done_units >= n:
+                raise KeyboardInterrupt
+
+        return cb
+
+    out, ref = tmp_path / "out", tmp_path / "ref"
+    kw = {"type": "char", "workers": 1, "shard_size_mb": 0.002}
+    with pytest.raises(Interrupted):
+        prepare(corpus_dir, out, progress=stop_after(4), **kw)
+    work = out / ".stoker-prepare"
+    markers = sorted(work.glob("unit-*.json"))
+    assert len(markers) >= 4 and not (out / "metadata.json").exists()
+    bad = json.loads(markers[0].read_text())
+    shard = out / next(iter(bad["shards"].values()))["file"]
+    raw = bytearray(shard.read_bytes())
+    raw[0] ^= 0xFF  # same size, different bytes
+    shard.write_bytes(bytes(raw))
+    old = json.loads(markers[1].read_text())
+    for s in old["shards"].values():
+        s["sha256"] = "0" * 64
+        del s["crc32"]
+    markers[1].write_text(json.dumps(old))
+
+    seen = []
+    prepare(corpus_dir, out, progress=seen.append, **kw)
+    resumed = max(p.resumed_units for p in seen)
+    assert resumed == len(markers) - 2
+    prepare(corpus_dir, ref, **kw)
+    for split in ("train", "valid", "test"):
+        assert np.array_equal(_tokens(out, split), _tokens(ref, split))
+    md = json.loads((out / "metadata.json").read_text())
+    assert all(len(s["crc32"]) == 8 for s in md["splits"]["train"]["shards"])

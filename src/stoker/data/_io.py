@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +17,31 @@ from stoker.atomic import atomic_write_bytes, fsync_dir  # noqa: F401 - re-expor
 _BLOCK = 1 << 22
 
 
+_compact = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
+
+
+def _key(k: Any) -> str:
+    return k if isinstance(k, str) else next(iter(json.loads(json.dumps({k: 0}))))
+
+
+def dumps_readable(obj: Any, _pad: str = "") -> str:
+    """JSON with dicts indented and each list item on one line.
+
+    Why not ``json.dumps(indent=2)``: with ``indent`` the stdlib falls back to its pure
+    Python encoder, which costs a quarter of a second on the metadata of a 12k-file corpus
+    (one line per source and per shard is also easier to read and to grep).
+    """
+    inner = _pad + "  "
+    if isinstance(obj, dict) and obj:
+        body = ",\n".join(f"{inner}{_compact(_key(k))}: {dumps_readable(v, inner)}" for k, v in obj.items())
+        return "{\n" + body + "\n" + _pad + "}"
+    if isinstance(obj, (list, tuple)) and obj:
+        return "[\n" + ",\n".join(inner + _compact(v) for v in obj) + "\n" + _pad + "]"
+    return _compact(obj)
+
+
 def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True, dir_fsync: bool = True) -> None:
-    text = json.dumps(obj, indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+    text = dumps_readable(obj) + "\n"
     atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync, dir_fsync=dir_fsync)
 
 
@@ -30,6 +54,18 @@ def sha256_file(path: Path) -> str:
                 break
             h.update(b)
     return h.hexdigest()
+
+
+def crc32_file(path: Path) -> str:
+    """CRC-32 of a file as 8 hex digits (how a shard's commit marker checks it on resume)."""
+    crc = 0
+    with open(path, "rb") as f:
+        while True:
+            b = f.read(_BLOCK)
+            if not b:
+                break
+            crc = zlib.crc32(b, crc)
+    return f"{crc:08x}"
 
 
 def sha256_bytes(data: bytes | memoryview) -> str:

@@ -22,6 +22,8 @@ from typing import Any
 
 from stoker.errors import DataError
 
+_SCAN_BLOCK = 1 << 22
+
 TEXT_SUFFIXES_SKIP = {".pyc", ".pyo", ".so", ".o", ".a", ".dll", ".exe", ".bin", ".idx",
                       ".png", ".jpg", ".jpeg", ".gif", ".zip", ".gz", ".bz2", ".xz", ".whl",
                       ".npy", ".npz", ".pt", ".pkl", ".safetensors"}
@@ -231,8 +233,13 @@ def scan_source(src: Source, shard_bytes: int, *, count_lines: bool | None = Non
             dec = codecs.getincrementaldecoder("utf-8")()
         chars_ok = dec is not None
         with f:
+            # a file that fits in one block is read in one call sized to it: read(4 MiB)
+            # would allocate and shrink a 4 MiB buffer for each of thousands of small files
+            n = src.size + 1 if src.size < _SCAN_BLOCK else _SCAN_BLOCK
             while True:
-                block = f.read(1 << 22)
+                block = f.read(n)
+                short = len(block) < n  # a regular file reads short only at its end
+                n = _SCAN_BLOCK  # a file that grew since it was listed: go on in blocks
                 if not block:
                     break
                 h.update(block)
@@ -261,6 +268,8 @@ def scan_source(src: Source, shard_bytes: int, *, count_lines: bool | None = Non
                 if count_lines:
                     line += block.count(b"\n", bpos)
                 pos += len(block)
+                if short:
+                    break
         if pos > start or not cuts:
             cuts.append([start, pos, line_at_start])
         if chars_ok:
