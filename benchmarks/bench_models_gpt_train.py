@@ -4,7 +4,8 @@ Both models have ~10.7M parameters (6 layers, width 384, 6 heads, context 256, c
 65, no biases, tied embeddings, no dropout) and run the same loop: forward, cross-entropy,
 backward, AdamW step. Steps alternate between the two models so machine drift hits both
 alike; the figures are the median and the best (least disturbed) step time.
-Run: ``python benchmarks/bench_models_gpt_train.py [--threads 1] [--steps 12]``.
+Run: ``python benchmarks/bench_models_gpt_train.py [--threads 1] [--steps 12] [--compile]``
+(``--compile`` compiles both models, the setting nanoGPT's own train.py uses by default).
 """
 from __future__ import annotations
 
@@ -82,6 +83,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=8, help="timed steps per model")
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    ap.add_argument("--compile", action="store_true",
+                    help="torch.compile both models, as nanoGPT's train.py does by default")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -113,6 +116,9 @@ def main() -> None:
 
         return step
 
+    if args.compile:
+        ours, ref = torch.compile(ours), torch.compile(ref)
+        args.warmup = max(args.warmup, 3)  # compilation happens in the first steps
     step_ours = runner(ours, lambda m, x: m(x)["logits"])
     step_ref = runner(ref, lambda m, x: m(x))
     for _ in range(args.warmup):
