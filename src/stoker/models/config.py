@@ -6,7 +6,7 @@ model section of a recipe is the discriminated union :data:`ModelConfig` on that
 """
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -138,3 +138,15 @@ ModelConfig = Annotated[
 
 LM_CONFIGS = (GPTConfig, RNNConfig)
 """Configs of language models (they have a ``vocab_size`` filled from the data)."""
+
+
+def require_vocab_size(cfg: Any) -> int:
+    """A language model cannot be built before its vocabulary size is known."""
+    if cfg.vocab_size is None:
+        from stoker.errors import UserError
+
+        raise UserError(
+            "model.vocab_size is not set: set it in the config or let the trainer fill "
+            "it from the prepared dataset's metadata"
+        )
+    return int(cfg.vocab_size)

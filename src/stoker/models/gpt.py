@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stoker.errors import UserError
-from stoker.models.config import GPTConfig
+from stoker.models.config import GPTConfig, require_vocab_size
 from stoker.models.ops import RMSNorm, rope_qkv, rope_table, swiglu
 
 __all__ = ["GPT", "GPTConfig", "KVCache"]
@@ -161,11 +161,7 @@ class GPT(nn.Module):
 
     def __init__(self, cfg: GPTConfig) -> None:
         super().__init__()
-        if cfg.vocab_size is None:
-            raise UserError(
-                "model.vocab_size is not set: set it in the config or let the trainer fill "
-                "it from the prepared dataset's metadata"
-            )
+        require_vocab_size(cfg)
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)

@@ -11,8 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from stoker.errors import UserError
-from stoker.models.config import RNNConfig
+from stoker.models.config import RNNConfig, require_vocab_size
 
 __all__ = ["RNN", "RNNConfig", "RNNState"]
 
@@ -34,11 +33,7 @@ class RNN(nn.Module):
 
     def __init__(self, cfg: RNNConfig) -> None:
         super().__init__()
-        if cfg.vocab_size is None:
-            raise UserError(
-                "model.vocab_size is not set: set it in the config or let the trainer fill "
-                "it from the prepared dataset's metadata"
-            )
+        require_vocab_size(cfg)
         self.config = cfg
         self.tok_emb = nn.Embedding(cfg.vocab_size, cfg.dim)
         self.drop = nn.Dropout(cfg.dropout)

@@ -14,12 +14,12 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stoker.atomic import atomic_write_text
 from stoker.errors import UserError
 
 __all__ = ["RunPlan", "atomic_write_text", "plan_run_dir", "write_run_files"]
@@ -35,21 +35,6 @@ class RunPlan:
     run_dir: Path
     resume_from: Path | None  # a checkpoint step dir or a checkpoints root (latest inside)
     note: str  # one line for the user: "new run", "resuming ...", ...
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write via a temp file in the same directory + fsync + rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _timestamp() -> str:
