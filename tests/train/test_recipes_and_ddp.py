@@ -47,7 +47,6 @@ def test_rnn_char_trains_and_bf16_autocast_runs_on_cpu(stoker_cmd, tiny_data: Pa
     assert any("eval/perplexity" in r for r in recs)
 
 
-@pytest.mark.skipif(pytest.importorskip("sklearn") is None, reason="vision extra")
 def test_digits_cnn_reaches_useful_accuracy_and_eval_reports_it(stoker_cmd, tmp_path: Path) -> None:
     out = tmp_path / "cnn"
     run_cli(stoker_cmd, "train", "digits-cnn", f"output_dir={out}", "trainer.max_steps=60",

@@ -16,7 +16,7 @@ import typing
 from typing import Any
 
 from stoker.config import schema as sch
-from stoker.config._gc import gc_paused, paused
+from stoker.config._gc import gc_paused
 from stoker.config.sources import join, problem
 from stoker.config.targets import (RESERVED, accepts_any_kwargs, import_target, keyword_names,
                                    signature_of, suggest, target_name, type_hints_of)
@@ -512,18 +512,9 @@ def to_typed(cfg: Any, schema: Any) -> Any:
     dicts (build them later); a ``_target_`` node in a field of another type is built.
     For a :class:`~stoker.config.schema.SignatureSchema` the result is a dict of arguments.
     """
-    with paused():
-        cfg = _as_config(cfg)
-        problems: list[ConfigProblem] = []
-        ref_paths: set[str] = set()
-        data = resolve_all(cfg, problems, ref_paths)
-        checker = _Checker(cfg, ref_paths)
-        checker.problems = problems
-        checker.missing(data, "")
-        checker.schema(data, schema, "")
-        checker.targets(data, "")
-    if checker.problems:
-        raise ConfigError(problems=checker.problems)
+    problems, data = check_resolved(cfg, schema)
+    if problems:
+        raise ConfigError(problems=problems)
     return _convert(data, schema, "")
 
 

@@ -643,11 +643,8 @@ class Trainer:
         """Publish the trained model (rank 0) to the artifact registry."""
         if not (self.is_rank_zero and self.recipe.register_artifact):
             return None
-        try:
-            from stoker.artifacts.wire import register_trained_model
-        except ImportError as exc:  # the artifacts area is optional at this layer
-            log.warning("model artifact not registered: %s", exc)
-            return None
+        from stoker.artifacts.wire import register_trained_model
+
         data_path = self._data_input()
         art = register_trained_model(
             self.run_dir, self.recipe.name, step=self.step,
