@@ -23,7 +23,7 @@ from torch import Tensor, nn
 
 from stoker.errors import UserError
 from stoker.models.config import GPTConfig, require_vocab_size
-from stoker.models.ops import RMSNorm, rope_qkv, rope_table, swiglu
+from stoker.models.ops import RMSNorm, rope_split_heads, rope_table, swiglu
 
 __all__ = ["GPT", "GPTConfig", "KVCache"]
 
@@ -104,8 +104,7 @@ class Attention(nn.Module):
         """Attention output, plus ``residual`` when given (added inside the projection)."""
         B, T, _ = x.shape
         H, K, hd = self.n_heads, self.n_kv_heads, self.head_dim
-        qkv = rope_qkv(self.wqkv(x), rope, H + K, hd)  # queries and keys in one pass
-        q, k, v = (t.transpose(1, 2) for t in qkv.split([H, K, K], dim=2))
+        q, k, v = rope_split_heads(self.wqkv(x), rope, H, K, hd)
         is_causal = T > 1
         if cache is not None:
             start = cache.pos

@@ -49,6 +49,7 @@ from stoker.train.data_setup import (
 )
 from stoker.train.evaluate import evaluate, model_inputs, to_device
 from stoker.train.keys import check_keys, get_by_key
+from stoker.train.optim import build_optimizer
 from stoker.train.precision import Precision
 from stoker.train.run_dir import RunPlan, plan_run_dir, write_run_files
 from stoker.train.schema import TrainRecipe
@@ -233,7 +234,7 @@ class Trainer:
         self.metrics = {k: build(v) for k, v in r.metrics.items()}
 
         # optimizer and schedule
-        self.optimizer = self._build_optimizer(model)
+        self.optimizer = build_optimizer(r.optim, model)
         s = r.schedule
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer,
@@ -255,22 +256,6 @@ class Trainer:
             self.run_dir / "checkpoints", keep_last=c.keep_last, keep_best=c.keep_best,
             best_metric=c.best_metric, best_mode=c.best_mode, fsync=c.fsync,
         )
-
-    def _build_optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
-        """``optim`` is a partial; 2-D weights get weight decay, norms and biases do not."""
-        from stoker.config import build
-
-        node = dict(self.recipe.optim)
-        node["_partial_"] = True
-        make = build(node)
-        params = [p for p in model.parameters() if p.requires_grad]
-        if float(node.get("weight_decay", 0.0) or 0.0) > 0:
-            groups = [
-                {"params": [p for p in params if p.dim() >= 2]},
-                {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
-            ]
-            return make([g for g in groups if g["params"]])
-        return make(params)
 
     def _check_keys(self, model: nn.Module) -> None:
         """Resolve every key path on one probe sample: typos fail now, with suggestions."""
