@@ -84,8 +84,10 @@ def plain_steps(data: Path, overrides: dict, steps: int) -> list[float]:
     model = build_model(cfg)
     decay = [p for p in model.parameters() if p.dim() >= 2]
     rest = [p for p in model.parameters() if p.dim() < 2]
+    # fused, as stoker's Trainer builds it (stoker.train.optim): the same optimizer step on
+    # both sides, so the ratio is the trainer's own cost
     opt = torch.optim.AdamW([{"params": decay}, {"params": rest, "weight_decay": 0.0}],
-                            lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1)
+                            lr=3e-3, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda i: 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, i / steps))))
     loader = DataLoader(ds, batch_size=overrides["batch_size"], shuffle=True, drop_last=True)
