@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -93,6 +94,13 @@ def _kill_mid_save(url: str, endpoint: str, reg: Registry, tmp_path: Path) -> No
     saved = Artifact(path=tmp_path / "big" / "a.bin").save("victim", registry=reg)
     assert saved.version == 2
     assert reg.resolve("victim:latest").version == 2 and reg.verify("victim:v2").ok
+    # the killed publisher's data is garbage: gc removes it, and only it
+    assert reg.collect_garbage(older_than=timedelta(hours=1)) == []  # young: may be copying
+    orphans = reg.collect_garbage(older_than=timedelta(0), dry_run=True)
+    assert len(orphans) == 1
+    assert reg.collect_garbage(older_than=timedelta(0)) == orphans
+    assert reg.collect_garbage(older_than=timedelta(0)) == []
+    assert reg.verify("victim:v1").ok and reg.verify("victim:v2").ok
 
 
 def _list_objects(reg: Registry, name: str) -> list[str]:

@@ -115,3 +115,12 @@ def test_cli_commands(tmp_path: Path, stoker_cmd: list[str], cli_env: dict) -> N
     run("rm", "gpt-char:v1", *r)
     assert "no visible version" in run("show", "gpt-char:latest", *r, code=2).stderr
     run("rm", "gpt-char", *r, code=2)
+    # gc: data of a killed publish (an old, unreferenced object folder) goes; versions stay
+    orphan = reg_dir / "artifacts" / "tiny-data" / "objects" / "20200101T000000-0123456789ab"
+    (orphan / "data").mkdir(parents=True)
+    assert "would remove 1 " in run("gc", "--dry-run", *r).stdout and orphan.exists()
+    assert str(orphan) in run("gc", "tiny-data", *r).stdout and not orphan.exists()
+    assert "removed 0 " in run("gc", "--older-than", "0", *r).stdout
+    assert run("verify", "tiny-data:v1", *r).returncode == 0
+    err = run("gc", "--older-than", "soon", *r, code=2).stderr
+    assert "--older-than 'soon' is not an age" in err and "Traceback" not in err

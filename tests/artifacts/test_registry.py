@@ -225,3 +225,32 @@ def test_version_record_is_plain_json(tmp_path: Path, data_dir: Path) -> None:
     assert rec["version"] == 1 and rec["files"] == 3 and rec["artifact"]["metadata"] == {"k": 1}
     manifest = json.loads((tmp_path / "reg/artifacts/d" / rec["manifest"]).read_text())
     assert {f["path"] for f in manifest["files"]} == {"blend.json", "train/shard-0.bin", "valid/shard-0.bin"}
+
+
+def test_gc_removes_only_old_unreferenced_objects(tmp_path: Path, data_dir: Path) -> None:
+    from datetime import datetime, timedelta, timezone
+
+    reg = Registry(tmp_path / "reg")
+    Artifact(path=data_dir).save("d", registry=reg)
+    Artifact(path=data_dir).save("d", registry=reg, mode="reference")
+    Artifact(path=data_dir).save("e", registry=reg)
+    objects = tmp_path / "reg" / "artifacts" / "d" / "objects"
+    (objects / "20200101T000000-deadbeef0000" / "data").mkdir(parents=True)  # a killed publish
+    (objects / "20200101T000000-deadbeef0000" / "data" / "x.bin").write_bytes(b"x" * 10)
+    (objects / "someone-elses-folder").mkdir()  # not a stoker object id: never touched
+    now = datetime.now(timezone.utc)
+    (objects / f"{now:%Y%m%dT%H%M%S}-0123456789ab").mkdir()  # a publish still copying
+
+    assert reg.collect_garbage(dry_run=True) == [str(objects / "20200101T000000-deadbeef0000")]
+    assert (objects / "20200101T000000-deadbeef0000").exists()
+    assert reg.collect_garbage("d") == [str(objects / "20200101T000000-deadbeef0000")]
+    assert not (objects / "20200101T000000-deadbeef0000").exists()
+    assert (objects / "someone-elses-folder").exists()
+    assert reg.collect_garbage() == []  # the young one is kept...
+    later = now + timedelta(days=2)
+    assert reg.collect_garbage(now=later) == [str(objects / f"{now:%Y%m%dT%H%M%S}-0123456789ab")]
+    for ref in ("d:v1", "d:v2", "e:v1"):  # ...and every version still verifies
+        assert reg.verify(ref).ok
+    reg.delete("d:v1")  # its data goes with it; the tombstone references nothing
+    assert reg.collect_garbage(now=later) == []
+    assert reg.verify("d:v2").ok

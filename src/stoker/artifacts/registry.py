@@ -24,7 +24,7 @@ import posixpath
 import uuid
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Iterable, TypeVar
 
@@ -41,6 +41,7 @@ from stoker.errors import ArtifactError, RegistryError
 A = TypeVar("A", bound=Artifact)
 RECORD_FORMAT = 1
 MODES = ("copy", "reference")
+OBJECT_TIME = "%Y%m%dT%H%M%S"  # object ids start with their UTC creation time (gc reads it)
 
 
 class ArtifactVersion(BaseModel):
@@ -133,7 +134,7 @@ class FsspecRegistry(ArtifactRegistry):
         src_fs, src_path = fsspec.core.url_to_fs(source)
         if not isinstance(artifact.path, str):
             src_path = os.path.abspath(src_path)
-        obj_id = f"{datetime.now(timezone.utc).strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}"
+        obj_id = f"{datetime.now(timezone.utc).strftime(OBJECT_TIME)}-{uuid.uuid4().hex[:12]}"
         obj_rel = posixpath.join("objects", obj_id)
         if mode == "copy":
             manifest = copy_with_manifest(src_fs, src_path, self.store.fs, self._p(name, obj_rel, "data"))
@@ -385,6 +386,40 @@ class FsspecRegistry(ArtifactRegistry):
         report.root = self._data_url(entry)
         return report
 
+    def collect_garbage(
+        self, name: str | None = None, *, older_than: timedelta = timedelta(hours=24),
+        dry_run: bool = False, now: datetime | None = None,
+    ) -> list[str]:
+        """Remove ``objects/<id>`` folders that no version record points at, and return them.
+
+        A publisher killed between writing its data and claiming a version leaves such a
+        folder; nothing ever reads it. Folders younger than ``older_than`` (by the UTC time
+        in their id) are kept, because a publisher still copying its data has not claimed
+        its version yet: the grace period must exceed the longest publish. Folders whose
+        name does not start with a stoker object id are left alone.
+        """
+        now = now or datetime.now(timezone.utc)
+        names = [validate_name(name)] if name else self.store.listdir(self.store.path("artifacts"))
+        removed = []
+        for n in names:
+            objects = self.store.listdir(self._p(n, "objects"))
+            if not objects:
+                continue
+            referenced = set()
+            for v in range(1, self._top(n, self._read_hint(n)) + 1):
+                raw = self.store.read_json(self._marker(n, v))
+                if raw and raw.get("manifest") and not raw.get("deleted"):
+                    referenced.add(posixpath.basename(posixpath.dirname(raw["manifest"])))
+            for obj in objects:
+                made = _object_time(obj)
+                if obj in referenced or made is None or now - made < older_than:
+                    continue
+                path = self._p(n, "objects", obj)
+                if not dry_run:
+                    self.store.delete(path, recursive=True)
+                removed.append(self.store.display(path))
+        return removed
+
     def lineage(self, ref: str) -> "LineageNode":
         """The upstream graph of ``ref``: the artifacts its producer used, recursively."""
         from stoker.artifacts.lineage import build_lineage
@@ -393,6 +428,14 @@ class FsspecRegistry(ArtifactRegistry):
 
 
 Registry = FsspecRegistry
+
+
+def _object_time(obj_id: str) -> datetime | None:
+    """The UTC creation time stoker writes at the start of an object id, or None."""
+    try:
+        return datetime.strptime(obj_id[:15], OBJECT_TIME).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None
 
 
 def _rebase(record: dict[str, Any], old: str, new: str) -> dict[str, Any]:

@@ -1,16 +1,19 @@
-"""`stoker artifacts ...`: list, show, lineage, alias, verify and rm artifacts in a registry.
+"""`stoker artifacts ...`: list, show, lineage, alias, verify, rm and gc in a registry.
 
 Only typer is imported at module level; the registry code loads when a command runs.
 """
 from __future__ import annotations
 
 import sys
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
 import typer
 
+if TYPE_CHECKING:
+    from datetime import timedelta
+
 artifacts_app = typer.Typer(
-    name="artifacts", help="Versioned artifacts: list, show, lineage, alias, verify, rm.",
+    name="artifacts", help="Versioned artifacts: list, show, lineage, alias, verify, rm, gc.",
     no_args_is_help=True, add_completion=False,
 )
 
@@ -140,6 +143,43 @@ def rm_cmd(uri: str = typer.Argument(..., help="art://NAME:vN or art://NAME:ALIA
         raise UserError(f"Say which version to remove: art://NAME:vN (got {uri!r}).")
     entry = _registry(registry).delete(uri)
     typer.echo(f"removed {entry.uri}")
+
+
+@artifacts_app.command("gc")
+def gc_cmd(name: Optional[str] = typer.Argument(None, help="Only this artifact name (default: all)."),
+           older_than: str = typer.Option(
+               "24h", "--older-than", metavar="AGE",
+               help="Keep objects younger than AGE (e.g. 30m, 24h, 7d; 0 removes all "
+                    "unreferenced ones): a publish still copying has not claimed its version."),
+           dry_run: bool = typer.Option(False, "--dry-run", help="List what would go; remove nothing."),
+           registry: Optional[str] = REGISTRY_OPT) -> None:
+    """Remove data no version points at (left by publishers killed mid-copy)."""
+    age = parse_age(older_than)
+    removed = _registry(registry).collect_garbage(name, older_than=age, dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for path in removed:
+        typer.echo(f"{verb} {path}")
+    typer.echo(f"{verb} {len(removed)} unreferenced object folder(s)")
+
+
+def parse_age(text: str) -> "timedelta":
+    """``30m``, ``24h``, ``7d``, ``90s`` or ``0`` -> a timedelta (UserError otherwise)."""
+    from datetime import timedelta
+
+    from stoker.errors import UserError
+
+    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
+    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
+    if text.strip() == "0":
+        return timedelta(0)
+    try:
+        amount = float(value)
+    except ValueError:
+        amount = -1.0
+    if unit not in units or amount < 0:
+        raise UserError(f"--older-than {text!r} is not an age: write a number and a unit "
+                        "(s, m, h or d), e.g. --older-than 24h, or 0")
+    return timedelta(**{units[unit]: amount})
 
 
 def register(app: typer.Typer) -> None:
