@@ -59,6 +59,8 @@ def test_digits_cnn_reaches_useful_accuracy_and_eval_reports_it(stoker_cmd, tmp_
 
 
 DIST_COMMON = ["trainer.max_steps=6", "trainer.eval_every=3", "checkpoint.every_steps=3"]
+SAMPLES = ("+callbacks.samples={_target_:stoker.train.callbacks.SampleGeneration,"
+           "every_n_steps:3,max_new_tokens:4,prompt:'de'}")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +89,7 @@ def test_two_processes_match_one_process_at_the_same_global_batch(
     proc = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "--standalone", "-m", "stoker", "train",
          "gpt-char", *tiny_overrides(tiny_data, two, "data.batch_size=4", *DIST_COMMON),
-         f"trainer.distributed={strategy}", "--yes"],
+         f"trainer.distributed={strategy}", SAMPLES, "--yes"],
         capture_output=True, text=True, env=env, timeout=240, start_new_session=True, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     b = read_metrics(two)
@@ -96,6 +98,10 @@ def test_two_processes_match_one_process_at_the_same_global_batch(
     assert b[0]["num_samples"] == 8
     assert sorted(p.name for p in (two / "checkpoints").iterdir()) == ["step-00000003",
                                                                         "step-00000006"]
+    # samples during training (FSDP2: every rank takes part in generation, rank 0 writes),
+    # and the loss curve above is unchanged by them
+    samples = [json.loads(x) for x in (two / "samples.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in samples] == [3, 6]  # every 3 steps (the end is step 6)
 
 
 @pytest.mark.slow

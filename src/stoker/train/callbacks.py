@@ -396,8 +396,9 @@ class SampleGeneration(Callback):
     The text goes to ``run_dir/samples.jsonl`` (``{"step", "prompt", "completion",
     "text"}`` per line) and to the logger's ``log_text`` (TensorBoard shows it). The
     training RNG is saved and restored around generation, so turning samples on or off
-    cannot change the training result. Runs on rank zero only (``all_ranks=True`` for
-    sharded models whose forward needs every rank).
+    cannot change the training result. Runs on rank zero only, except for FSDP2-sharded
+    models, whose forward is a collective: there every rank generates (rank zero writes);
+    ``all_ranks=True`` forces that for other sharding schemes.
     """
 
     def __init__(
@@ -449,8 +450,11 @@ class SampleGeneration(Callback):
 
     def sample(self, trainer: Any, step: int) -> str | None:
         """Generate one sample now; returns the text (None when not on rank zero)."""
+        from stoker.train.distributed import is_sharded
+
         rank_zero = getattr(trainer, "is_rank_zero", True)
-        if not rank_zero and not self.all_ranks:
+        model = getattr(trainer, "model", None)
+        if not rank_zero and not (self.all_ranks or (model is not None and is_sharded(model))):
             return None
         tok = getattr(trainer, "tokenizer", None)
         if tok is None:

@@ -129,13 +129,14 @@ def barrier(env: DistEnv) -> None:
         dist.barrier()
 
 
-def _is_fsdp(model: nn.Module) -> bool:
+def is_sharded(model: nn.Module) -> bool:
+    """True when FSDP2 sharded ``model``: its forward is then a collective every rank runs."""
     return any(type(m).__name__.startswith("FSDP") for m in model.modules())
 
 
 def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """A full, unsharded CPU state dict (FSDP2 gathers; DDP/plain unwrap)."""
-    if _is_fsdp(model):
+    if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
         return get_model_state_dict(
@@ -145,7 +146,7 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    if _is_fsdp(model):
+    if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
 
         set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
@@ -154,7 +155,7 @@ def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> N
 
 
 def full_optim_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:
-    if _is_fsdp(model):
+    if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             get_optimizer_state_dict,
@@ -169,7 +170,7 @@ def full_optim_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict
 def load_full_optim_state(
     model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
-    if _is_fsdp(model):
+    if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             set_optimizer_state_dict,

@@ -541,7 +541,7 @@ class Trainer:
             self.data.eval, batch_size=r.data.eval_batch_size or r.data.batch_size,
             rank=self.env.rank, world_size=self.env.world_size, num_workers=r.data.num_workers,
         )
-        eval_model = self.model if not _is_fsdp(self._train_model) else self._train_model
+        eval_model = self._train_model if dist_utils.is_sharded(self._train_model) else self.model
         out = evaluate(
             eval_model, loader, inputs=r.model_inputs, losses=self.losses,
             metrics=self.metrics, env=self.env, autocast=self.precision.autocast,
@@ -694,10 +694,6 @@ def _key_args(node: Any) -> dict[str, str]:
         if not k.startswith("_") and isinstance(v, str) and v.split(".")[0].split("[")[0]
         in ("batch", "preds", "step")
     }
-
-
-def _is_fsdp(model: nn.Module) -> bool:
-    return any(type(m).__name__.startswith("FSDP") for m in model.modules())
 
 
 def _peak_memory_mb(device: torch.device) -> float:
