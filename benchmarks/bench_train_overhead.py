@@ -121,13 +121,17 @@ def compare(data: Path, root: Path, shape: dict, steps: int, label: str) -> tupl
     over = [f"model.n_layers={shape['n_layers']}", f"model.dim={shape['dim']}",
             f"model.n_heads={shape['n_heads']}", f"model.n_kv_heads={shape['n_kv_heads']}",
             f"data.seq_len={shape['seq_len']}", f"data.batch_size={shape['batch_size']}"]
-    s_all, p_all = [], []
+    s_all, p_all, paired = [], [], []
     for rep in range(6):  # interleave, many short runs: the shared machine drifts
-        p_all += plain_steps(data, shape, steps)
-        s_all += stoker_steps(data, root / f"run{len(label)}-{rep}", over, steps)
+        p = plain_steps(data, shape, steps)
+        st = stoker_steps(data, root / f"run{len(label)}-{rep}", over, steps)
+        p_all += p
+        s_all += st
+        paired.append(statistics.median(st) / statistics.median(p))  # neighbours in time
     ps, ss = statistics.median(p_all), statistics.median(s_all)
     print(f"{label}: plain loop median {ps * 1e3:.3f} ms/step, stoker {ss * 1e3:.3f} ms/step, "
-          f"ratio {ss / ps:.4f}, fixed cost {1e3 * (ss - ps):+.3f} ms/step")
+          f"ratio {ss / ps:.4f} (median of the 6 paired runs {statistics.median(paired):.4f}), "
+          f"fixed cost {1e3 * (ss - ps):+.3f} ms/step")
     return ps, ss
 
 
