@@ -124,3 +124,18 @@ def test_cli_commands(tmp_path: Path, stoker_cmd: list[str], cli_env: dict) -> N
     assert run("verify", "tiny-data:v1", *r).returncode == 0
     err = run("gc", "--older-than", "soon", *r, code=2).stderr
     assert "--older-than 'soon' is not an age" in err and "Traceback" not in err
+
+
+def test_gc_age_parsing() -> None:
+    from datetime import timedelta
+
+    from stoker.cli.artifacts_cmd import parse_age
+    from stoker.errors import UserError
+
+    assert parse_age("0") == timedelta(0)
+    assert parse_age("90s") == timedelta(seconds=90)
+    assert parse_age("1.5h") == timedelta(minutes=90)
+    assert parse_age("7d") == timedelta(days=7)
+    for bad in ("soon", "-1h", "nanh", "infh", "1e9d", "h", ""):
+        with pytest.raises(UserError, match="is not an age"):
+            parse_age(bad)

@@ -164,22 +164,23 @@ def gc_cmd(name: Optional[str] = typer.Argument(None, help="Only this artifact n
 
 def parse_age(text: str) -> "timedelta":
     """``30m``, ``24h``, ``7d``, ``90s`` or ``0`` -> a timedelta (UserError otherwise)."""
+    import math
     from datetime import timedelta
 
     from stoker.errors import UserError
 
-    units = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}
-    value, unit = text.strip()[:-1], text.strip()[-1:].lower()
-    if text.strip() == "0":
+    text = text.strip()
+    if text == "0":
         return timedelta(0)
+    seconds_per = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     try:
-        amount = float(value)
-    except ValueError:
-        amount = -1.0
-    if unit not in units or amount < 0:
+        seconds = float(text[:-1]) * seconds_per[text[-1:].lower()]
+    except (ValueError, KeyError):
+        seconds = math.nan
+    if not (math.isfinite(seconds) and 0 <= seconds <= 100 * 365 * 86400):
         raise UserError(f"--older-than {text!r} is not an age: write a number and a unit "
-                        "(s, m, h or d), e.g. --older-than 24h, or 0")
-    return timedelta(**{units[unit]: amount})
+                        "(s, m, h or d) up to 100 years, e.g. --older-than 24h, or 0")
+    return timedelta(seconds=seconds)
 
 
 def register(app: typer.Typer) -> None:
