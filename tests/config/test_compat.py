@@ -64,3 +64,12 @@ def test_builders_make_plain_trees():
     assert dict(cfg) == {"_target_": "torch.nn.Linear", "in_features": 2, "out_features": 3}
     p = stoker.Partial("torch.optim.AdamW", lr=0.1)
     assert p._partial_ is True
+
+
+def test_stoker_cli_stays_callable_after_the_cli_package_is_imported(tmp_path, w):
+    import stoker.cli.app  # noqa: F401  (rebinds the name `stoker.cli` to the package)
+
+    cfg_file = w(tmp_path / "config.toml", 'blend_path = "b.json"\noutput_dir = "out"\n')
+    cfg = stoker.cli(MyConfig, config_file=cfg_file, argv=["sub.num_shards=2"],
+                     exit_on_error=False)
+    assert cfg.sub.num_shards == 2
