@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from stoker.errors import CheckpointError
-from stoker.train import checkpoint as ck
+from stoker.train.checkpoint import tensors as ck
 from stoker.train.checkpoint import (
     MARKER,
     CheckpointManager,
@@ -557,7 +557,7 @@ def test_files_are_standard_safetensors_for_every_dtype(tmp_path: Path) -> None:
     # and our reader reads what the safetensors library writes
     save_file(tensors, str(tmp_path / "lib.safetensors"))
     buf = bytearray((tmp_path / "lib.safetensors").read_bytes())
-    ours = ck._parse_safetensors(tmp_path, "lib.safetensors", buf)
+    ours = ck.parse_safetensors(tmp_path, "lib.safetensors", buf)
     assert_same(dict(sorted(tensors.items())), dict(sorted(ours.items())))
 
 
