@@ -41,7 +41,7 @@ def make_data(root: Path) -> Path:
 
 def stoker_steps(data: Path, out: Path, overrides: list[str], steps: int) -> list[float]:
     from stoker.config import compose, to_container, to_typed
-    from stoker.train.schema import TrainRecipe
+    from stoker.train.recipe import TrainRecipe
     from stoker.train.trainer import Trainer
 
     cfg = compose("gpt-char", [

@@ -3,23 +3,15 @@
 - :func:`register_prepared_dataset`: a ``stoker data prepare`` output directory becomes a
   :class:`PretrainBlendsArtifact` (token counts per split, sources with size and SHA-256,
   tokenizer), published as ``art://NAME:vN``.
-- :func:`register_trained_model`: a run directory's checkpoint becomes a
-  :class:`ModelArtifact` whose producer records the data artifact it trained on.
-
-A published model directory holds ``checkpoint/`` (the checkpoint step directory as the
-trainer wrote it), ``config.yaml`` and ``env.json`` of the run.
 """
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import uuid
 from pathlib import Path
 from typing import Any
 
-from stoker.artifacts.types import InputDatasetInfo, ModelArtifact, PretrainBlendsArtifact
-from stoker.errors import ArtifactError, RegistryError
+from stoker.artifacts.types import InputDatasetInfo, PretrainBlendsArtifact
+from stoker.errors import ArtifactError
 
 
 def _read_json(path: Path, what: str) -> dict[str, Any]:
@@ -132,103 +124,3 @@ def register_builtin_dataset(data_dir: str | Path, kind: str, registry: Any = No
         **{f"{k}_path": out / k for k in ("train", "valid", "test") if (out / k).exists()},
     )
     return art.save(name, registry=reg, mode="reference")
-
-
-def _data_uri(data_path: str | Path | None, registry: Any) -> str | None:
-    """The exact ``art://name:vN`` a run's data came from, when it can be known."""
-    if data_path is None:
-        return None
-    text = str(data_path)
-    if text.startswith("art://"):
-        from stoker.artifacts.registry import resolve_registry
-
-        return resolve_registry(registry).resolve(text).uri
-    sidecar = Path(text) / ".stoker-artifact.json"
-    if not sidecar.is_file():
-        return None
-    try:
-        env = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-    uri = env.get("uri") if isinstance(env, dict) else None
-    if not uri:
-        return None
-    from stoker.artifacts.registry import resolve_registry
-
-    try:  # published to another registry (or removed since): not an input we can link
-        return resolve_registry(registry).resolve(uri).uri
-    except (ArtifactError, RegistryError):
-        return None
-
-
-def _pick_checkpoint(run_dir: Path, step: int) -> Path | None:
-    root = run_dir / "checkpoints"
-    exact = root / f"step-{step:08d}"
-    if exact.is_dir():
-        return exact
-    if not root.is_dir():
-        return None
-    steps = sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith("step-"))
-    return steps[-1] if steps else None
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    for dirpath, _dirs, files in os.walk(src):
-        rel = Path(dirpath).relative_to(src)
-        (dst / rel).mkdir(parents=True, exist_ok=True)
-        for f in files:
-            try:
-                os.link(Path(dirpath) / f, dst / rel / f)
-            except OSError:
-                shutil.copy2(Path(dirpath) / f, dst / rel / f)
-
-
-def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics: dict[str, float],
-                           data_path: str | Path | None = None, registry: Any = None,
-                           aliases: tuple[str, ...] = ()) -> ModelArtifact:
-    """Publish the run's checkpoint at ``step`` (or its newest) with config and env."""
-    import yaml
-
-    from stoker.track.run import config_hash, current_run, tracking_info
-
-    run = Path(run_dir).resolve()
-    if not run.is_dir():
-        raise ArtifactError(f"Run directory {run} does not exist.")
-    ckpt = _pick_checkpoint(run, step)
-    cfg: dict[str, Any] = {}
-    if (run / "config.yaml").is_file():
-        loaded = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
-        cfg = loaded if isinstance(loaded, dict) else {}
-    env = _read_json(run / "env.json", "") if (run / "env.json").is_file() else {}
-    git = env.get("git") or {}
-    used = list(current_run().used)
-    data_uri = _data_uri(data_path, registry)
-    if data_uri and data_uri not in used:
-        used.insert(0, data_uri)
-    command = (run / "command.txt").read_text(encoding="utf-8").strip() if (run / "command.txt").is_file() else None
-    producer = tracking_info(
-        run_id=run.name, recipe=cfg.get("name") or run.parent.name,
-        config_hash=config_hash(cfg) if cfg else None, command=command,
-        git_commit=git.get("commit"), git_dirty=git.get("dirty"),
-    ).model_copy(update={"used_artifacts": used})
-    model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
-    stage = run / f".stoker-publish-{uuid.uuid4().hex[:8]}"
-    try:
-        stage.mkdir()
-        if ckpt is not None:
-            _link_tree(ckpt, stage / "checkpoint")
-        for fn in ("config.yaml", "env.json"):
-            if (run / fn).is_file():
-                shutil.copy2(run / fn, stage / fn)
-        loss = metrics.get("loss", metrics.get("val/loss", metrics.get("train/loss")))
-        art = ModelArtifact(
-            path=stage, step=step, loss=float(loss) if loss is not None else None,
-            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-            architecture=model_cfg.get("architecture") if model_cfg else None,
-            metadata={"run_dir": str(run), "checkpoint": ckpt.name if ckpt else None},
-            producer=producer,
-        )
-        saved = art.save(name, registry=registry, mode="copy", aliases=aliases)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return saved

@@ -44,7 +44,7 @@ def train(
 ) -> int:
     from stoker.cli.front_door import run_front_door
     from stoker.config import compose
-    from stoker.train.schema import TrainRecipe
+    from stoker.train.recipe import TrainRecipe
 
     cfg = compose(source, list(overrides or ()), schema=TrainRecipe)
     go = run_front_door(cfg, dryrun=dryrun, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json,
@@ -59,22 +59,21 @@ def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     """Train a composed config with a progress display; print the outcome. Returns FitResult."""
     from stoker.cli.train_progress import ProgressCallback, console_logging
     from stoker.config import to_container, to_typed
-    from stoker.train.schema import TrainRecipe
+    from stoker.train.publish import PublishModel
+    from stoker.train.recipe import TrainRecipe
     from stoker.train.trainer import Trainer
 
     recipe = to_typed(cfg, TrainRecipe)
-    raw = to_container(cfg, resolve=False)
     resolved = to_container(cfg, resolve=True)
-    data_raw = raw.get("data", {}) if isinstance(raw, dict) else {}
-    from_art = isinstance(data_raw, dict) and "${art:" in str(data_raw.get("path", ""))
     progress = ProgressCallback(quiet=quiet)
-    trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[progress],
-                      data_from_artifact=from_art)
+    publish = PublishModel()  # the trained model goes to the registry at the end of the run
+    trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[publish, progress])
     with console_logging():
         try:
             result = trainer.fit()
         finally:
             progress.close()
+    result.artifact = publish.uri
     if trainer.is_rank_zero:
         _report(result)
     return result
@@ -155,7 +154,7 @@ def demo(
     overrides = [f"output_dir={output_dir}"]
     if max_steps is not None:
         overrides.append(f"trainer.max_steps={max_steps}")
-    from stoker.train.schema import TrainRecipe
+    from stoker.train.recipe import TrainRecipe
 
     cfg = compose("gpt-char", overrides, schema=TrainRecipe)
     result = run_training(cfg, argv=["stoker", "demo", *sys.argv[2:]])

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from stoker.errors import UserError
+from stoker.models.unwrap import unwrap_model as unwrap  # re-exported: public name of this module
 
 __all__ = ["generate", "sample_next", "sample_text", "unwrap"]
 
@@ -60,19 +61,6 @@ def sample_next(
         logits = logits.masked_fill(drop, float("-inf"))
     probs = logits.softmax(dim=-1)
     return torch.multinomial(probs, 1, generator=generator)
-
-
-def unwrap(model: nn.Module) -> nn.Module:
-    """The plain model inside a DDP wrapper or a ``torch.compile`` result.
-
-    Generating through the plain module avoids DDP's collectives (only one rank samples)
-    and recompilation for every new sequence length.
-    """
-    while True:
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if not isinstance(inner, nn.Module):
-            return model
-        model = inner
 
 
 def _context_limit(model: nn.Module) -> int | None:

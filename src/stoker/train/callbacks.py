@@ -11,10 +11,9 @@ Hooks, in the order a run meets them::
     on_checkpoint_load(trainer, state)       # when resuming, before the loop
     on_exception(trainer, exc)               # the run is failing with exc
 
-A callback reads and sets only the trainer attributes listed in docs/CONTRACTS.md
-("Trainer internals"): ``model``, ``optimizer``, ``scheduler``, ``step``, ``max_steps``,
-``should_stop``, ``stop_reason``, ``logger``, ``run_dir``, ``tokenizer``, ``device``,
-``checkpoints``, ``config``, ``is_rank_zero``, ``save_checkpoint()``.
+A callback sees the trainer as a :class:`~stoker.train.view.TrainerView` (a Protocol: the
+attributes it may read and set, and ``save_checkpoint()``/``run_eval()``); the rest of the
+trainer is its private loop state.
 
 Per-step numbers (``LRMonitor``, ``Throughput``) are added to the ``metrics`` dict given to
 ``on_step_end``; the trainer logs that dict after the callbacks ran, so one step is one line
@@ -31,9 +30,12 @@ import sys
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from stoker.errors import RunError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stoker.train.view import TrainerView
 
 __all__ = [
     "HOOKS",
@@ -45,6 +47,7 @@ __all__ = [
     "SampleGeneration",
     "Throughput",
     "request_stop",
+    "stop_if_not_finite",
 ]
 
 HOOKS = (
@@ -59,7 +62,7 @@ HOOKS = (
 )
 
 
-def request_stop(trainer: Any, reason: str, *, failed: bool = False) -> None:
+def request_stop(trainer: TrainerView, reason: str, *, failed: bool = False) -> None:
     """Ask the trainer to stop at the next step boundary.
 
     ``failed=False`` (early stopping): the trainer saves a checkpoint and ends normally.
@@ -73,6 +76,40 @@ def request_stop(trainer: Any, reason: str, *, failed: bool = False) -> None:
         trainer.stop_failed = failed
 
 
+def stop_if_not_finite(
+    trainer: TrainerView, step: int, metrics: Mapping[str, Any], keys: Iterable[str]
+) -> str | None:
+    """The one NaN stop: if any of ``keys`` in ``metrics`` is NaN or infinite, stop the run
+    as failed (nothing saved; the last good checkpoint stays the latest) and return why.
+
+    :class:`NaNGuard` calls it for its keys; the trainer calls it for the loss on every
+    step, so a recipe without NaNGuard never trains on after its loss blew up.
+    """
+    bad = {}
+    for k in keys:
+        if k in metrics:
+            v = float(metrics[k])
+            if not math.isfinite(v):
+                bad[k] = v
+    if not bad:
+        return None
+    what = ", ".join(f"{k}={v}" for k, v in bad.items())
+    ckpts = getattr(trainer, "checkpoints", None)
+    latest = ckpts.latest() if ckpts is not None else None
+    keep = (
+        f"the last good checkpoint {latest} was kept; resume from it after lowering "
+        "optim.lr or enabling gradient clipping"
+        if latest is not None
+        else "no checkpoint was saved before it"
+    )
+    reason = (
+        f"non-finite value at step {step}: {what}. Training stopped without saving "
+        f"this state; {keep}"
+    )
+    request_stop(trainer, reason, failed=True)
+    return reason
+
+
 class Callback:
     """Base class: override the hooks you need; every hook is a no-op here.
 
@@ -83,21 +120,21 @@ class Callback:
     #: name used in error messages and as the key of its state in checkpoints
     name: str | None = None
 
-    def on_fit_start(self, trainer: Any) -> None: ...
+    def on_fit_start(self, trainer: TrainerView) -> None: ...
 
-    def on_fit_end(self, trainer: Any) -> None: ...
+    def on_fit_end(self, trainer: TrainerView) -> None: ...
 
-    def on_step_start(self, trainer: Any, step: int) -> None: ...
+    def on_step_start(self, trainer: TrainerView, step: int) -> None: ...
 
-    def on_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None: ...
+    def on_step_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None: ...
 
-    def on_eval_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None: ...
+    def on_eval_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None: ...
 
-    def on_checkpoint_save(self, trainer: Any, state: dict[str, Any]) -> None: ...
+    def on_checkpoint_save(self, trainer: TrainerView, state: dict[str, Any]) -> None: ...
 
-    def on_checkpoint_load(self, trainer: Any, state: Mapping[str, Any]) -> None: ...
+    def on_checkpoint_load(self, trainer: TrainerView, state: Mapping[str, Any]) -> None: ...
 
-    def on_exception(self, trainer: Any, exc: BaseException) -> None: ...
+    def on_exception(self, trainer: TrainerView, exc: BaseException) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         return {}
@@ -129,35 +166,35 @@ class CallbackList:
         """The first callback of a class (e.g. to read ``SampleGeneration.last_sample``)."""
         return next((cb for cb in self.callbacks if isinstance(cb, kind)), None)
 
-    def _call(self, hook: str, trainer: Any, *args: Any) -> None:
+    def _call(self, hook: str, trainer: TrainerView, *args: Any) -> None:
         for cb in self.callbacks:
             try:
                 getattr(cb, hook)(trainer, *args)
             except Exception as exc:
                 raise _wrap(cb, hook, exc) from exc
 
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         self._call("on_fit_start", trainer)
 
-    def on_fit_end(self, trainer: Any) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         self._call("on_fit_end", trainer)
 
-    def on_step_start(self, trainer: Any, step: int) -> None:
+    def on_step_start(self, trainer: TrainerView, step: int) -> None:
         self._call("on_step_start", trainer, step)
 
-    def on_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+    def on_step_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None:
         self._call("on_step_end", trainer, step, metrics)
 
-    def on_eval_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+    def on_eval_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None:
         self._call("on_eval_end", trainer, step, metrics)
 
-    def on_checkpoint_save(self, trainer: Any, state: dict[str, Any]) -> None:
+    def on_checkpoint_save(self, trainer: TrainerView, state: dict[str, Any]) -> None:
         self._call("on_checkpoint_save", trainer, state)
 
-    def on_checkpoint_load(self, trainer: Any, state: Mapping[str, Any]) -> None:
+    def on_checkpoint_load(self, trainer: TrainerView, state: Mapping[str, Any]) -> None:
         self._call("on_checkpoint_load", trainer, state)
 
-    def on_exception(self, trainer: Any, exc: BaseException) -> None:
+    def on_exception(self, trainer: TrainerView, exc: BaseException) -> None:
         """Tell every callback (even after one fails), then raise the first failure."""
         first: RunError | None = None
         for cb in self.callbacks:
@@ -243,7 +280,7 @@ class EarlyStopping(Callback):
             return value < self.best - self.min_delta
         return value > self.best + self.min_delta
 
-    def on_eval_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+    def on_eval_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None:
         if self.monitor not in metrics:
             raise KeyError(
                 f"monitored metric {self.monitor!r} is not among the evaluation metrics "
@@ -277,7 +314,7 @@ class LRMonitor(Callback):
     """Add the learning rate to each step's metrics: ``lr`` (group 0), ``lr/groupN`` too
     when the optimizer has several parameter groups."""
 
-    def on_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+    def on_step_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None:
         groups = trainer.optimizer.param_groups
         metrics["lr"] = float(groups[0]["lr"])
         if len(groups) > 1:
@@ -298,31 +335,12 @@ class NaNGuard(Callback):
         self.keys = tuple(keys)
         self.tripped: str | None = None
 
-    def on_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
-        bad = {}
-        for k in self.keys:
-            if k in metrics:
-                v = float(metrics[k])
-                if not math.isfinite(v):
-                    bad[k] = v
-        if not bad:
-            return
-        what = ", ".join(f"{k}={v}" for k, v in bad.items())
-        ckpts = getattr(trainer, "checkpoints", None)
-        latest = ckpts.latest() if ckpts is not None else None
-        keep = (
-            f"the last good checkpoint {latest} was kept; resume from it after lowering "
-            "optim.lr or enabling gradient clipping"
-            if latest is not None
-            else "no checkpoint was saved before it"
-        )
-        self.tripped = (
-            f"non-finite value at step {step}: {what}. Training stopped without saving "
-            f"this state; {keep}"
-        )
-        request_stop(trainer, self.tripped, failed=True)
+    def on_step_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None:
+        reason = stop_if_not_finite(trainer, step, metrics, self.keys)
+        if reason is not None:
+            self.tripped = reason
 
-    def on_checkpoint_save(self, trainer: Any, state: dict[str, Any]) -> None:
+    def on_checkpoint_save(self, trainer: TrainerView, state: dict[str, Any]) -> None:
         if self.tripped:
             raise RuntimeError(f"refusing to save a checkpoint after a {self.tripped}")
 
@@ -341,14 +359,14 @@ class Throughput(Callback):
         self._t0: float | None = None
         self._last_end: float | None = None
 
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         self._t0 = None
         self._last_end = None
 
-    def on_step_start(self, trainer: Any, step: int) -> None:
+    def on_step_start(self, trainer: TrainerView, step: int) -> None:
         self._t0 = time.perf_counter()
 
-    def on_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+    def on_step_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None:
         now = time.perf_counter()
         start = self._t0 if self._t0 is not None else self._last_end
         self._t0 = None
@@ -378,16 +396,6 @@ def peak_memory_mb(device: Any = None) -> float:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     # Linux reports KiB, macOS bytes
     return rss / 2**20 if sys.platform == "darwin" else rss / 1024
-
-
-def _unwrap_model(model: Any) -> Any:
-    """The plain module under DDP (``.module``) and torch.compile (``._orig_mod``)."""
-    for _ in range(8):
-        inner = getattr(model, "_orig_mod", None) or getattr(model, "module", None)
-        if inner is None or inner is model:
-            break
-        model = inner
-    return model
 
 
 class SampleGeneration(Callback):
@@ -429,26 +437,26 @@ class SampleGeneration(Callback):
         self.last_sample: str | None = None
         self.last_step: int | None = None
 
-    def _path(self, trainer: Any) -> Path:
+    def _path(self, trainer: TrainerView) -> Path:
         return Path(trainer.run_dir) / "samples.jsonl"
 
-    def on_fit_start(self, trainer: Any) -> None:
+    def on_fit_start(self, trainer: TrainerView) -> None:
         if getattr(trainer, "is_rank_zero", True):
             from stoker.track.loggers import truncate_jsonl_after
 
             # a resumed run regenerates samples after its checkpoint: drop the old ones
             truncate_jsonl_after(self._path(trainer), int(getattr(trainer, "step", 0)))
 
-    def on_step_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
+    def on_step_end(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None:
         if step % self.every_n_steps == 0:
             self.sample(trainer, step)
 
-    def on_fit_end(self, trainer: Any) -> None:
+    def on_fit_end(self, trainer: TrainerView) -> None:
         step = int(getattr(trainer, "step", 0))
         if self.at_end and self.last_step != step and not getattr(trainer, "stop_failed", False):
             self.sample(trainer, step)
 
-    def sample(self, trainer: Any, step: int) -> str | None:
+    def sample(self, trainer: TrainerView, step: int) -> str | None:
         """Generate one sample now; returns the text (None when not on rank zero)."""
         from stoker.train.distributed import is_sharded
 
@@ -462,12 +470,13 @@ class SampleGeneration(Callback):
         import torch
 
         from stoker.infer.generate import generate
+        from stoker.models.unwrap import unwrap_model
         from stoker.train.rng import preserve_rng_state
 
         ids = list(tok.encode(self.prompt)) if self.prompt else []
         if not ids:
             ids = [int(getattr(tok, "eos_id", None) or 0)]
-        model = _unwrap_model(trainer.model)
+        model = unwrap_model(trainer.model)
         was_training = model.training
         device = getattr(trainer, "device", None) or "cpu"
         x = torch.tensor([ids], dtype=torch.long, device=device)

@@ -15,6 +15,8 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from stoker.models.unwrap import unwrap_model
+
 __all__ = ["DistEnv", "setup", "teardown", "wrap_model", "all_reduce_mean", "any_flag",
            "full_model_state", "load_full_model_state", "full_optim_state", "load_full_optim_state"]
 
@@ -85,13 +87,6 @@ def wrap_model(model: nn.Module, env: DistEnv, strategy: str) -> nn.Module:
     return DDP(model, device_ids=ids)
 
 
-def unwrap(model: nn.Module) -> nn.Module:
-    """The user's module under DDP and torch.compile wrappers."""
-    inner = getattr(model, "_orig_mod", model)
-    inner = getattr(inner, "module", inner) if type(inner).__name__ == "DistributedDataParallel" else inner
-    return getattr(inner, "_orig_mod", inner)
-
-
 def all_reduce_mean(values: torch.Tensor, env: DistEnv) -> torch.Tensor:
     if env.is_distributed:
         values = values.clone()
@@ -142,7 +137,7 @@ def full_model_state(model: nn.Module) -> dict[str, torch.Tensor]:
         return get_model_state_dict(
             model, options=StateDictOptions(full_state_dict=True, cpu_offload=True)
         )
-    return unwrap(model).state_dict()
+    return unwrap_model(model).state_dict()
 
 
 def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -151,7 +146,7 @@ def load_full_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> N
 
         set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
         return
-    unwrap(model).load_state_dict(state)
+    unwrap_model(model).load_state_dict(state)
 
 
 def full_optim_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any]:

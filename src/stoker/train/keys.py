@@ -14,7 +14,7 @@ from typing import Any
 
 from stoker.errors import ConfigError, ConfigProblem
 
-__all__ = ["MissingKey", "available_keys", "check_keys", "get_by_key"]
+__all__ = ["MissingKey", "available_keys", "check_keys", "check_recipe_keys", "get_by_key"]
 
 PREFIXES = ("batch", "preds", "step")
 
@@ -89,6 +89,48 @@ def check_keys(
         raise ConfigError(problems=problems)
 
 
-def key_fields(obj: Any) -> dict[str, str]:
-    """The ``name -> key path`` fields of a loss or metric (its ``keys`` attribute)."""
-    return dict(getattr(obj, "keys", {}) or {})
+def check_recipe_keys(recipe: Any, model: Any, batch: Mapping[str, Any]) -> None:
+    """Check every key path of a recipe on one probe batch, before training starts.
+
+    ``model_inputs`` must resolve in the batch and name arguments of ``model.forward``;
+    the keys of every loss and metric must resolve in ``{"batch", "preds", "step"}`` after
+    one forward pass (no gradients, in eval mode). All problems are reported at once, as
+    one ConfigError with "did you mean" suggestions.
+    """
+    import inspect
+
+    import torch
+
+    check_keys({"batch": batch}, [(f"model_inputs.{a}", k) for a, k in recipe.model_inputs.items()])
+    params = inspect.signature(model.forward).parameters
+    takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
+    bad = [a for a in recipe.model_inputs if a not in params and not takes_kwargs]
+    if bad:
+        raise ConfigError(problems=[ConfigProblem(
+            f"model_inputs.{a}",
+            f"{type(model).__name__}.forward has no argument '{a}'; it takes: "
+            f"{', '.join(n for n in params if n != 'self')}",
+        ) for a in bad])
+    was = model.training
+    model.eval()
+    with torch.no_grad():
+        preds = model(**{a: get_by_key({"batch": batch}, k) for a, k in recipe.model_inputs.items()})
+    model.train(was)
+    context = {"batch": batch, "preds": preds, "step": 0}
+    wanted = []
+    for section in ("losses", "metrics"):
+        for name, node in getattr(recipe, section).items():
+            for arg, key in _key_args(node).items():
+                wanted.append((f"{section}.{name}.{arg}", key))
+    check_keys(context, wanted)
+
+
+def _key_args(node: Any) -> dict[str, str]:
+    """Arguments of a loss/metric node that hold key paths (``preds.x``/``batch.y``)."""
+    if not isinstance(node, Mapping):
+        return {}
+    return {
+        k: v for k, v in node.items()
+        if not k.startswith("_") and isinstance(v, str) and v.split(".")[0].split("[")[0]
+        in PREFIXES
+    }

@@ -54,7 +54,7 @@ def find_checkpoint(path: str) -> Path:
 
 
 def _recipe_from_config(config: dict[str, Any]) -> Any:
-    from stoker.train.schema import TrainRecipe
+    from stoker.train.recipe import TrainRecipe
 
     return TrainRecipe.model_validate(config)
 

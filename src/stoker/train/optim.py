@@ -1,7 +1,8 @@
-"""The optimizer a recipe's ``optim`` node describes, built the one way stoker trains with.
+"""The optimizer a recipe's ``optim`` node describes, and its learning-rate schedule.
 
 A module of its own so that the trainer and the throughput benchmark build exactly the same
-optimizer. Two choices are made here rather than left to torch's defaults:
+optimizer. The schedule (:func:`lr_factor`) is linear warmup, then cosine, linear or
+constant decay to ``schedule.min_lr_ratio``. Two choices are made here rather than left to torch's defaults:
 
 - weight decay applies to matrices (embeddings, linear weights) only, never to norm weights
   or biases, as in nanoGPT and Llama;
@@ -15,13 +16,14 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 from collections.abc import Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "wants_fused"]
+__all__ = ["build_optimizer", "build_scheduler", "lr_factor", "wants_fused"]
 
 
 def build_optimizer(node: Mapping[str, Any], model: nn.Module) -> torch.optim.Optimizer:
@@ -66,4 +68,27 @@ def wants_fused(make: Any, node: Mapping[str, Any], params: list[torch.Tensor]) 
         and p.is_floating_point()
         and p.device.type in devices
         for p in params
+    )
+
+
+def lr_factor(step: int, *, max_steps: int, warmup: int, kind: str, min_ratio: float) -> float:
+    """Multiplier of ``optim.lr`` before optimizer step ``step + 1`` (warmup, then decay)."""
+    if warmup and step < warmup:
+        return (step + 1) / warmup
+    if kind == "constant" or max_steps <= warmup:
+        return 1.0
+    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
+    if kind == "linear":
+        return 1.0 - (1.0 - min_ratio) * progress
+    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: Any, *, max_steps: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """The LR schedule of a recipe's ``schedule`` section, planned for ``max_steps`` steps."""
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer,
+        lambda i: lr_factor(i, max_steps=max_steps, warmup=schedule.warmup_steps,
+                            kind=schedule.kind, min_ratio=schedule.min_lr_ratio),
     )

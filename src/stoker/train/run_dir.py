@@ -1,4 +1,4 @@
-"""The run directory, the unit of reproducibility (DESIGN.md section 2).
+"""The run directory, the unit of reproducibility (docs/ARCHITECTURE.md).
 
 ``outputs/<name>/<run_id>/`` holds ``config.yaml`` (resolved, re-runnable as is),
 ``command.txt``, ``env.json`` (versions, git commit and dirty flag), ``metrics.jsonl``,
@@ -9,10 +9,10 @@ description files atomically.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -21,10 +21,18 @@ from typing import Any
 
 from stoker.atomic import atomic_write_text
 from stoker.errors import UserError
+from stoker.train.checkpoint.layout import CHECKPOINTS_DIR, has_step_dirs, is_step_dir
 
-__all__ = ["RunPlan", "atomic_write_text", "plan_run_dir", "write_run_files"]
+__all__ = [
+    "RunPlan",
+    "atomic_write_text",
+    "attach_log_file",
+    "config_yaml",
+    "detach_log_file",
+    "plan_run_dir",
+    "write_run_files",
+]
 
-CHECKPOINTS = "checkpoints"
 METRICS = "metrics.jsonl"
 
 
@@ -46,8 +54,7 @@ def outputs_root() -> Path:
 
 
 def _has_checkpoint(run_dir: Path) -> bool:
-    root = run_dir / CHECKPOINTS
-    return root.is_dir() and any(p.name.startswith("step-") for p in root.iterdir())
+    return has_step_dirs(run_dir / CHECKPOINTS_DIR)
 
 
 def _has_run(run_dir: Path) -> bool:
@@ -74,10 +81,10 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
                 f"resume={resume}: no such checkpoint or run directory; use resume=auto, "
                 "resume=latest, resume=never or the path of a checkpoints/step-* directory"
             )
-        if (path / CHECKPOINTS).is_dir():  # a run directory: its latest checkpoint
-            ckpt_root: Path = path / CHECKPOINTS
+        if (path / CHECKPOINTS_DIR).is_dir():  # a run directory: its latest checkpoint
+            ckpt_root: Path = path / CHECKPOINTS_DIR
             owner = path
-        elif path.name.startswith("step-"):
+        elif is_step_dir(path):
             ckpt_root = path
             owner = path.parent.parent
         else:
@@ -95,7 +102,7 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
                                f"starting fresh in {fresh}")
             return RunPlan(run_dir, None, "new run")
         if _has_checkpoint(run_dir):
-            return RunPlan(run_dir, run_dir / CHECKPOINTS, f"resuming in {run_dir}")
+            return RunPlan(run_dir, run_dir / CHECKPOINTS_DIR, f"resuming in {run_dir}")
         return RunPlan(run_dir, None, "new run")
 
     base = outputs_root() / name
@@ -105,7 +112,7 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
             key=lambda p: (p.stat().st_mtime, p.name),
         ) if base.is_dir() else []
         if runs:
-            return RunPlan(runs[-1], runs[-1] / CHECKPOINTS, f"resuming newest run {runs[-1]}")
+            return RunPlan(runs[-1], runs[-1] / CHECKPOINTS_DIR, f"resuming newest run {runs[-1]}")
         raise UserError(
             f"resume=latest: no run of '{name}' with a checkpoint under {base}; "
             "start one first (drop resume=latest) or set output_dir=..."
@@ -114,21 +121,15 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
 
 
 def _git_info(cwd: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the code's repository (None outside git)."""
+    """Commit and dirty flag of the code's repository: the working directory's checkout,
+    else the one stoker itself runs from (all None outside git)."""
+    from stoker.track.run import git_info
+
     src = Path(__file__).resolve().parents[3]
     for where in (cwd, src):
-        try:
-            commit = subprocess.run(
-                ["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True,
-                timeout=5, check=True,
-            ).stdout.strip()
-            status = subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"], cwd=where,
-                capture_output=True, text=True, timeout=5, check=True,
-            ).stdout
-            return {"commit": commit, "dirty": bool(status.strip()), "root": str(where)}
-        except (OSError, subprocess.SubprocessError):
-            continue
+        commit, dirty = git_info(str(where))
+        if commit is not None:
+            return {"commit": commit, "dirty": dirty, "root": str(where)}
     return {"commit": None, "dirty": None, "root": None}
 
 
@@ -167,3 +168,32 @@ def write_run_files(run_dir: Path, *, config_yaml: str, argv: list[str]) -> None
     atomic_write_text(run_dir / "config.yaml", config_yaml)
     atomic_write_text(run_dir / "command.txt", shlex.join(argv) + "\n")
     atomic_write_text(run_dir / "env.json", json.dumps(environment_info(), indent=2) + "\n")
+
+
+def config_yaml(config: dict[str, Any], run_dir: Path) -> str:
+    """``config.yaml`` of a run: its config, pointed at this directory, re-runnable as is."""
+    import yaml
+
+    cfg = dict(config)
+    cfg["output_dir"] = str(run_dir.resolve())
+    cfg["resume"] = "auto"
+    header = (f"# Resolved config of this run; re-run or resume it with:\n"
+              f"#   stoker train {run_dir / 'config.yaml'} --yes\n")
+    return header + yaml.safe_dump(cfg, sort_keys=False)
+
+
+def attach_log_file(logger: logging.Logger, path: Path) -> logging.Handler:
+    """Copy ``logger``'s INFO notes (resuming, checkpoints) into the run's ``logs/`` file."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET or logger.level > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+def detach_log_file(logger: logging.Logger, handler: logging.Handler | None) -> None:
+    """Undo :func:`attach_log_file` (None: nothing was attached)."""
+    if handler is not None:
+        logger.removeHandler(handler)
+        handler.close()

@@ -12,9 +12,16 @@
 5. write ``config.yaml``/``command.txt``/``env.json``, open the metric loggers;
 6. train: per step, ``grad_accum`` micro-batches (forward under autocast, losses picked
    by keys, backward), unscale, clip, optimizer step, schedule step; then log, call the
-   callbacks, evaluate, checkpoint, and check the stop flags (signals, callbacks,
-   ``stop_after_steps``);
-7. at the end: evaluate, checkpoint, publish a model artifact.
+   callbacks, evaluate, checkpoint, and check the stop flags (signals, callbacks, a
+   non-finite loss, ``stop_after_steps``);
+7. at the end: evaluate and checkpoint. Publishing the model is the caller's choice
+   (``run_training`` adds :class:`stoker.train.publish.PublishModel`), so the loop knows
+   nothing about artifacts.
+
+The typed recipe is the one configuration the loop reads. ``config`` is the run's record
+of it (the resolved plain tree as the user wrote it, plus the vocabulary size the model was
+built with), written to ``config.yaml`` and every checkpoint; the trainer never reads
+settings from it.
 
 Exactness on CPU: the only random streams are the global RNGs (saved in every checkpoint)
 and the sampler's seeded per-epoch permutation (position saved as epoch + micro-batches
@@ -24,11 +31,8 @@ replays the uninterrupted one bit for bit.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import logging
 import math
-import signal
-import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +44,10 @@ from torch import nn
 
 from stoker.errors import CheckpointError, ConfigError, ConfigProblem, Interrupted, RunError
 from stoker.train import distributed as dist_utils
+from stoker.train.callbacks import CallbackList, stop_if_not_finite
+from stoker.train.checkpoint import CheckpointManager
 from stoker.train.data_setup import (
+    DataBundle,
     batches_per_epoch,
     build_data,
     epoch_loader,
@@ -48,19 +55,23 @@ from stoker.train.data_setup import (
     make_sampler,
 )
 from stoker.train.evaluate import evaluate, model_inputs, to_device
-from stoker.train.keys import check_keys, get_by_key
-from stoker.train.optim import build_optimizer
+from stoker.train.keys import check_recipe_keys, get_by_key
+from stoker.train.optim import build_optimizer, build_scheduler, lr_factor
 from stoker.train.precision import Precision
-from stoker.train.run_dir import RunPlan, plan_run_dir, write_run_files
-from stoker.train.schema import TrainRecipe
+from stoker.train.recipe import TrainRecipe
+from stoker.train.run_dir import (
+    RunPlan,
+    attach_log_file,
+    config_yaml,
+    detach_log_file,
+    plan_run_dir,
+    write_run_files,
+)
+from stoker.train.signals import StopSignals
 
 __all__ = ["FitResult", "Trainer", "lr_factor"]
 
 log = logging.getLogger("stoker.train")
-
-_SIGNALS = tuple(
-    s for s in (getattr(signal, n, None) for n in ("SIGINT", "SIGTERM", "SIGUSR1")) if s
-)
 
 
 @dataclass
@@ -77,18 +88,6 @@ class FitResult:
     message: str = ""
 
 
-def lr_factor(step: int, *, max_steps: int, warmup: int, kind: str, min_ratio: float) -> float:
-    """Multiplier of ``optim.lr`` before optimizer step ``step + 1`` (warmup, then decay)."""
-    if warmup and step < warmup:
-        return (step + 1) / warmup
-    if kind == "constant" or max_steps <= warmup:
-        return 1.0
-    progress = min(1.0, (step - warmup) / max(1, max_steps - warmup))
-    if kind == "linear":
-        return 1.0 - (1.0 - min_ratio) * progress
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
 class _NullLogger:
     """Ranks other than 0 write nothing."""
 
@@ -100,7 +99,7 @@ class _NullLogger:
 
 
 class Trainer:
-    """Trains one recipe. Attributes listed in docs/CONTRACTS.md are what callbacks may use."""
+    """Trains one recipe. Callbacks see it as a :class:`~stoker.train.view.TrainerView`."""
 
     def __init__(
         self,
@@ -109,35 +108,51 @@ class Trainer:
         config: dict[str, Any],
         argv: Sequence[str] = (),
         callbacks: Sequence[Any] = (),
-        data_from_artifact: bool = False,
     ) -> None:
-        self.recipe = recipe
-        self.config = config  # resolved plain dict, saved as config.yaml and in checkpoints
+        self.recipe = recipe  # the one configuration the loop reads
+        self.config = dict(config)  # the run's record of it (see the module docstring)
         self.argv = list(argv)
         self._extra_callbacks = list(callbacks)
-        # Kept for callers; lineage no longer needs it (see _data_input).
-        self._data_from_artifact = data_from_artifact
-        # public state (see CONTRACTS.md "what a callback may use")
+
+        # where this process runs: fit() joins the torchrun group and sets the real ones
+        self.env = dist_utils.DistEnv()
+        self.device = self.env.device
+        self.is_rank_zero = True
+        self.run_dir: Path | None = None
+
+        # built from the recipe by _build(), before anything is written
+        self.precision: Precision | None = None
+        self.data: DataBundle | None = None
+        self.tokenizer: Any = None
+        self.sampler: Any = None
+        self.batch_size = recipe.data.batch_size
+        self.steps_per_epoch = 0
         self.model: nn.Module | None = None
+        self._train_model: nn.Module | None = None  # model under DDP/FSDP2/compile
+        self.losses: dict[str, Any] = {}
+        self.metrics: dict[str, Any] = {}
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: Any = None
+        self.callbacks = CallbackList()
+        self.checkpoints: CheckpointManager | None = None
+        self.logger: Any = _NullLogger()  # metric loggers, opened on rank 0 by _open_outputs
+        self._log_handler: logging.Handler | None = None
+
+        # progress (restored from a checkpoint when resuming)
         self.step = 0
         self.epoch = 0
-        self.max_steps = recipe.trainer.max_steps or 0
+        self._batch_in_epoch = 0
+        self.max_steps = recipe.trainer.max_steps or 0  # _build() counts epochs into steps
+
+        # stopping: callbacks set the public flags (request_stop), signals set _signals
         self.should_stop = False
         self.stop_reason = ""
-        self.stop_failed = False  # set with should_stop by NaNGuard: end without saving
-        self.logger: Any = _NullLogger()
-        self.run_dir: Path | None = None
-        self.tokenizer: Any = None
-        self.device = torch.device("cpu")
-        self.checkpoints: Any = None
-        self.is_rank_zero = True
+        self.stop_failed = False  # stop without saving and end with RunError (a NaN loss)
+        self._signals = StopSignals()  # SIGINT/SIGTERM/SIGUSR1: save, then exit
+
+        # what was logged and saved so far
         self.last_metrics: dict[str, float] = {}
         self.last_eval: dict[str, float] = {}
-        # private loop state
-        self._batch_in_epoch = 0
-        self._signal: int | None = None
         self._last_save_step = -1
         self._last_save_time = time.monotonic()
         self._last_checkpoint: Path | None = None
@@ -152,7 +167,8 @@ class Trainer:
             return self._fit()
         finally:
             self.logger.close()
-            self._close_log_file()
+            detach_log_file(log, self._log_handler)
+            self._log_handler = None
             dist_utils.teardown()
 
     def _fit(self) -> FitResult:
@@ -170,7 +186,7 @@ class Trainer:
         log.info("%s: %s (step %d of %d)", plan.note, self.run_dir, self.step, self.max_steps)
         try:
             self.callbacks.on_fit_start(self)
-            with self._signal_flags():
+            with self._signals.caught():
                 self._train_loop()
             return self._finish()
         except BaseException as exc:
@@ -180,6 +196,7 @@ class Trainer:
 
     # ---------------------------------------------------------------- build
     def _build(self) -> None:
+        """Seed, then data, model, objectives, optimizer, schedule, callbacks, checkpoints."""
         r = self.recipe
         t = r.trainer
         if t.num_threads:
@@ -190,15 +207,52 @@ class Trainer:
         from stoker.train.rng import seed_everything
 
         seed_everything(r.seed)
+        self._build_data()
 
-        # data
+        # model
+        from stoker.models import build_model
+
+        model = build_model(r.model, vocab_size=self.data.vocab_size).to(self.device)
+        self.model = model
+        self._record_vocab_size(self.data.vocab_size)
+        from torch.utils.data import default_collate
+
+        probe = to_device(default_collate([self.data.train[0]]), self.device)
+        check_recipe_keys(r, model, probe)
+        self._train_model = dist_utils.wrap_model(model, self.env, t.distributed)
+        if t.compile:
+            self._train_model = torch.compile(self._train_model)  # type: ignore[assignment]
+
+        # objectives
+        from stoker.config import build
+
+        self.losses = {k: build(v) for k, v in r.losses.items()}
+        self.metrics = {k: build(v) for k, v in r.metrics.items()}
+
+        # optimizer and schedule
+        self.optimizer = build_optimizer(r.optim, model)
+        self.scheduler = build_scheduler(self.optimizer, r.schedule, max_steps=self.max_steps)
+
+        # callbacks: the recipe's, then the caller's
+        built = [build(v) for v in r.callbacks.values()]
+        self.callbacks = CallbackList([*built, *self._extra_callbacks])
+
+        c = r.checkpoint
+        self.checkpoints = CheckpointManager(
+            self.run_dir / "checkpoints", keep_last=c.keep_last, keep_best=c.keep_best,
+            best_metric=c.best_metric, best_mode=c.best_mode, fsync=c.fsync,
+        )
+
+    def _build_data(self) -> None:
+        """Open the datasets and the sampler; count an epoch in optimizer steps."""
+        r = self.recipe
+        t = r.trainer
         self.data = build_data(r.data, r.model, seed=r.seed)
         self.tokenizer = self.data.tokenizer
         self.sampler = make_sampler(
             len(self.data.train), seed=r.seed, shuffle=r.data.shuffle,
             rank=self.env.rank, world_size=self.env.world_size,
         )
-        self.batch_size = r.data.batch_size
         self.steps_per_epoch = batches_per_epoch(self.sampler, self.batch_size) // t.grad_accum
         if self.steps_per_epoch == 0:
             raise ConfigError(problems=[ConfigProblem(
@@ -211,99 +265,26 @@ class Trainer:
         if t.max_steps is None:
             self.max_steps = int(t.epochs or 1) * self.steps_per_epoch
 
-        # model
-        from stoker.models import build_model
-
-        model = build_model(r.model, vocab_size=self.data.vocab_size).to(self.device)
-        self.model = model
+    def _record_vocab_size(self, vocab_size: int | None) -> None:
+        """Write the vocabulary the model was built with into the run's config record, so
+        ``config.yaml`` and the checkpoints describe the model completely."""
         model_cfg = self.config.get("model")
-        if isinstance(model_cfg, dict) and "vocab_size" in type(r.model).model_fields \
+        if isinstance(model_cfg, dict) and "vocab_size" in type(self.recipe.model).model_fields \
                 and model_cfg.get("vocab_size") is None:
-            # record the vocabulary the model was built with: config.yaml and checkpoints
-            # then describe the model completely
-            model_cfg["vocab_size"] = self.data.vocab_size
-        self._check_keys(model)
-        self._train_model: nn.Module = dist_utils.wrap_model(model, self.env, t.distributed)
-        if t.compile:
-            self._train_model = torch.compile(self._train_model)  # type: ignore[assignment]
-
-        # objectives
-        from stoker.config import build
-
-        self.losses = {k: build(v) for k, v in r.losses.items()}
-        self.metrics = {k: build(v) for k, v in r.metrics.items()}
-
-        # optimizer and schedule
-        self.optimizer = build_optimizer(r.optim, model)
-        s = r.schedule
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            self.optimizer,
-            lambda i: lr_factor(i, max_steps=self.max_steps, warmup=s.warmup_steps,
-                                kind=s.kind, min_ratio=s.min_lr_ratio),
-        )
-
-        # callbacks
-        from stoker.train.callbacks import CallbackList
-
-        built = [build(v) for v in r.callbacks.values()]
-        self.callbacks = CallbackList([*built, *self._extra_callbacks])
-
-        # checkpoints
-        from stoker.train.checkpoint import CheckpointManager
-
-        c = r.checkpoint
-        self.checkpoints = CheckpointManager(
-            self.run_dir / "checkpoints", keep_last=c.keep_last, keep_best=c.keep_best,
-            best_metric=c.best_metric, best_mode=c.best_mode, fsync=c.fsync,
-        )
-
-    def _check_keys(self, model: nn.Module) -> None:
-        """Resolve every key path on one probe sample: typos fail now, with suggestions."""
-        from torch.utils.data import default_collate
-
-        r = self.recipe
-        batch = to_device(default_collate([self.data.train[0]]), self.device)
-        check_keys({"batch": batch}, [(f"model_inputs.{a}", k) for a, k in r.model_inputs.items()])
-        params = inspect.signature(model.forward).parameters
-        takes_kwargs = any(p.kind is p.VAR_KEYWORD for p in params.values())
-        bad = [a for a in r.model_inputs if a not in params and not takes_kwargs]
-        if bad:
-            raise ConfigError(problems=[ConfigProblem(
-                f"model_inputs.{a}",
-                f"{type(model).__name__}.forward has no argument '{a}'; it takes: "
-                f"{', '.join(n for n in params if n != 'self')}",
-            ) for a in bad])
-        was = model.training
-        model.eval()
-        with torch.no_grad():
-            preds = model(**model_inputs(batch, r.model_inputs))
-        model.train(was)
-        context = {"batch": batch, "preds": preds, "step": 0}
-        wanted = []
-        for section in ("losses", "metrics"):
-            for name, node in getattr(r, section).items():
-                for arg, key in _key_args(node).items():
-                    wanted.append((f"{section}.{name}.{arg}", key))
-        check_keys(context, wanted)
+            self.config["model"] = {**model_cfg, "vocab_size": vocab_size}
 
     # --------------------------------------------------------------- resume
     def _resume(self, plan: RunPlan) -> bool:
         """Load the checkpoint the plan names (latest committed one in a directory)."""
         if plan.resume_from is None:
             return False
-        from stoker.train.checkpoint import CheckpointManager
+        from stoker.train.checkpoint import load_checkpoint, resolve_checkpoint
 
-        src = plan.resume_from
-        if src.name.startswith("step-"):
-            path: Path | None = src
-            manager = CheckpointManager(src.parent, keep_last=None)
-        else:
-            manager = CheckpointManager(src, keep_last=None)
-            path = manager.latest()
+        path = resolve_checkpoint(plan.resume_from, missing_ok=True)
         if path is None:
-            log.info("no committed checkpoint in %s: starting from step 0", src)
+            log.info("no committed checkpoint in %s: starting from step 0", plan.resume_from)
             return False
-        state = manager.load(path, map_location=self.device)
+        state = load_checkpoint(path, map_location=self.device)
         self._load_state(state, path)
         log.info("resumed from %s (step %d)", path, self.step)
         return True
@@ -359,37 +340,16 @@ class Trainer:
     def _open_outputs(self, plan: RunPlan, resumed: bool) -> None:
         if not self.is_rank_zero:
             return
-        import yaml
-
         run_dir = self.run_dir
-        cfg = dict(self.config)
-        cfg["output_dir"] = str(run_dir.resolve())
-        cfg["resume"] = "auto"
-        header = (f"# Resolved config of this run; re-run or resume it with:\n"
-                  f"#   stoker train {run_dir / 'config.yaml'} --yes\n")
-        write_run_files(run_dir, config_yaml=header + yaml.safe_dump(cfg, sort_keys=False),
-                        argv=self.argv)
+        write_run_files(run_dir, config_yaml=config_yaml(self.config, run_dir), argv=self.argv)
         if self.tokenizer is not None and not (run_dir / "tokenizer").exists():
             self.tokenizer.save(run_dir / "tokenizer")
-        self._open_log_file(run_dir / "logs" / "train.log")
+        self._log_handler = attach_log_file(log, run_dir / "logs" / "train.log")
         from stoker.track.loggers import make_loggers
 
         names = list(dict.fromkeys(["jsonl", *self.recipe.loggers]))
         self.logger = make_loggers(names, run_dir, self.config,
                                    resume_step=self.step if resumed else None)
-
-    def _open_log_file(self, path: Path) -> None:
-        self._log_handler = logging.FileHandler(path, encoding="utf-8")
-        self._log_handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        log.addHandler(self._log_handler)
-        if log.level == logging.NOTSET or log.level > logging.INFO:
-            log.setLevel(logging.INFO)
-
-    def _close_log_file(self) -> None:
-        handler = getattr(self, "_log_handler", None)
-        if handler is not None:
-            log.removeHandler(handler)
-            handler.close()
 
     # ------------------------------------------------------------------ loop
     def _train_loop(self) -> None:
@@ -437,17 +397,17 @@ class Trainer:
             if log_now:
                 self.logger.log(metrics, self.step)
                 self.last_metrics = metrics
-            if not math.isfinite(metrics["loss"]) and not self.should_stop:
-                self._nan_stop(metrics["loss"])
+            if not self.should_stop:  # with NaNGuard in the recipe it has already looked
+                stop_if_not_finite(self, self.step, metrics, ("loss",))
 
             self._sync_flags()
             if self.should_stop and self.stop_failed:
                 raise RunError(self.stop_reason)
             if t.eval_every and self.step % t.eval_every == 0 and self.step < target:
                 self.run_eval()
-            if self._signal is not None:
+            if self._signals.received is not None:
                 self._save_checkpoint()
-                raise self._interrupted()
+                raise self._signals.interrupted(self.step, self.run_dir)
             if self.step < target and self._checkpoint_due():  # the end saves after its eval
                 self._save_checkpoint()
 
@@ -505,11 +465,11 @@ class Trainer:
         if not self.env.is_distributed:
             return
         flags = torch.tensor(
-            [float(self._signal or 0), float(self.should_stop), float(self.stop_failed)],
+            [float(self._signals.received or 0), float(self.should_stop), float(self.stop_failed)],
             device=self.device)
         torch.distributed.all_reduce(flags, op=torch.distributed.ReduceOp.MAX)
-        if flags[0] and self._signal is None:
-            self._signal = int(flags[0].item())
+        if flags[0] and self._signals.received is None:
+            self._signals.received = int(flags[0].item())
         self.should_stop = bool(flags[1])
         self.stop_failed = bool(flags[2])
 
@@ -521,15 +481,6 @@ class Trainer:
             due = time.monotonic() - self._last_save_time >= 60.0 * c.every_minutes
             return dist_utils.any_flag(due, self.env)
         return False
-
-    def _nan_stop(self, value: float) -> None:
-        prev = f"; the last good checkpoint is {self._last_checkpoint}" \
-            if self._last_checkpoint else "; no checkpoint was saved before it"
-        raise RunError(
-            f"loss became {value} at step {self.step}: training stopped and no checkpoint "
-            f"was written for it{prev}. Lower optim.lr, set trainer.clip, or use "
-            "trainer.precision=fp32"
-        )
 
     # ------------------------------------------------------------ eval/save
     def run_eval(self) -> dict[str, float]:
@@ -589,15 +540,6 @@ class Trainer:
         self._last_checkpoint = path or self._last_checkpoint
         return path
 
-    def _interrupted(self) -> Interrupted:
-        name = signal.Signals(self._signal).name if self._signal else "signal"
-        exc = Interrupted(
-            f"{name} received: saved checkpoint at step {self.step} in {self.run_dir}; run "
-            "the same command again to resume"
-        )
-        exc.exit_code = 128 + int(self._signal or 2)
-        return exc
-
     # ---------------------------------------------------------------- finish
     def _finish(self) -> FitResult:
         t = self.recipe.trainer
@@ -607,7 +549,6 @@ class Trainer:
         if not paused or (t.eval_every and self.step % t.eval_every == 0):
             self.run_eval()
         ckpt = self._save_checkpoint()
-        artifact = None
         if self.should_stop:
             status, msg = "stopped", f"stopped at step {self.step}: {self.stop_reason or 'a callback asked to stop'}"
         elif paused:
@@ -616,89 +557,7 @@ class Trainer:
                                      f"without it to continue to step {self.max_steps}")
         else:
             status, msg = "finished", f"finished at step {self.step}"
-        if status != "paused":
-            artifact = self._register_artifact()
         self.callbacks.on_fit_end(self)
         return FitResult(self.run_dir, status, self.step, self.max_steps,
                          metrics={**self.last_metrics, **self.last_eval},
-                         checkpoint=self._last_checkpoint or ckpt, artifact=artifact,
-                         message=msg)
-
-    def _register_artifact(self) -> str | None:
-        """Publish the trained model (rank 0) to the artifact registry."""
-        if not (self.is_rank_zero and self.recipe.register_artifact):
-            return None
-        from stoker.artifacts.wire import register_trained_model
-
-        data_path = self._data_input()
-        art = register_trained_model(
-            self.run_dir, self.recipe.name, step=self.step,
-            metrics={**self.last_metrics, **self.last_eval}, data_path=data_path,
-        )
-        uri = getattr(art, "uri", None) or str(art)
-        log.info("registered model artifact %s", uri)
-        return uri
-
-    def _data_input(self) -> str | None:
-        """What the model's data input is for lineage: an ``art://`` URI or a directory.
-
-        The built-in corpus is published once as ``stoker-corpus-<kind>`` (a no-op when a
-        version with the same content fingerprint exists); a prepared directory is linked
-        through the sidecar ``stoker data prepare --register`` left in it; data resolved
-        from ``${art:...}`` is already recorded as used by the resolver.
-        """
-        if self.data.path is None:
-            return None
-        spec = str(getattr(self.recipe.data, "path", "") or "")
-        if spec.startswith("builtin:"):
-            from stoker.artifacts.wire import register_builtin_dataset
-            from stoker.errors import ArtifactError, RegistryError
-
-            try:
-                return register_builtin_dataset(self.data.path, spec.split(":", 1)[1] or "char").uri
-            except (ArtifactError, RegistryError, OSError) as exc:
-                log.warning("built-in dataset not registered (the model's lineage stops at "
-                            "the model): %s", exc)
-                return None
-        return str(self.data.path)
-
-    @contextlib.contextmanager
-    def _signal_flags(self) -> Iterator[None]:
-        """SIGINT/SIGTERM/SIGUSR1 set a flag; the loop saves and exits at the step boundary.
-
-        A second Ctrl-C interrupts at once.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-
-        def handler(signum: int, frame: Any) -> None:
-            if self._signal is not None and signum == signal.SIGINT:
-                raise KeyboardInterrupt
-            self._signal = signum
-
-        old = {s: signal.signal(s, handler) for s in _SIGNALS}
-        try:
-            yield
-        finally:
-            for s, h in old.items():
-                signal.signal(s, h)
-
-
-def _key_args(node: Any) -> dict[str, str]:
-    """Arguments of a loss/metric node that hold key paths (``preds.x``/``batch.y``)."""
-    if not isinstance(node, Mapping):
-        return {}
-    return {
-        k: v for k, v in node.items()
-        if not k.startswith("_") and isinstance(v, str) and v.split(".")[0].split("[")[0]
-        in ("batch", "preds", "step")
-    }
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    import resource
-
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # KiB on Linux
+                         checkpoint=self._last_checkpoint or ckpt, message=msg)

@@ -12,7 +12,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 from stoker.errors import CheckpointError
 
@@ -112,11 +112,22 @@ def find_latest(root: str | os.PathLike[str]) -> Path | None:
     return c[-1][1] if c else None
 
 
-def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
+@overload
+def resolve_checkpoint(path: str | os.PathLike[str]) -> Path: ...
+
+
+@overload
+def resolve_checkpoint(path: str | os.PathLike[str], *, missing_ok: bool) -> Path | None: ...
+
+
+def resolve_checkpoint(path: str | os.PathLike[str], *, missing_ok: bool = False) -> Path | None:
     """A step directory from a path that is one, a ``checkpoints/`` dir, or a run dir.
 
     A path named like a step directory (or holding a marker) is returned as it is, so that
     loading it reports a missing or damaged marker instead of silently picking another step.
+    Otherwise the latest committed step directory in ``path`` or ``path/checkpoints``;
+    when there is none, CheckpointError, or None with ``missing_ok=True`` (a run that has
+    not saved yet, for the trainer's resume).
     """
     p = Path(path)
     if STEP_RE.match(p.name) or (p / MARKER).exists():
@@ -125,6 +136,8 @@ def resolve_checkpoint(path: str | os.PathLike[str]) -> Path:
         latest = find_latest(root)
         if latest is not None:
             return latest
+    if missing_ok:
+        return None
     if not p.exists():
         raise CheckpointError(f"checkpoint path {p} does not exist")
     raise CheckpointError(

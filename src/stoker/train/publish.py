@@ -1,0 +1,205 @@
+"""Publishing a trained model to the artifact registry, with the lineage of its run.
+
+Publishing is wiring between layers (the trainer's run directory, the artifact registry,
+the run's tracking info), so it lives above both and is asked for by what starts a run:
+``run_training`` (the ``stoker train`` command) adds :class:`PublishModel` to the
+trainer's callbacks, and the Trainer itself knows nothing about artifacts. It runs at the
+end of the run, while the metric loggers are still open, so a W&B run that is the lineage
+tracker links the model too.
+
+- :func:`register_trained_model`: a run directory's checkpoint becomes a
+  :class:`~stoker.artifacts.types.ModelArtifact` whose producer records the data artifact it
+  trained on. The published directory holds ``checkpoint/`` (the committed step directory
+  as the trainer wrote it), ``config.yaml`` and ``env.json`` of the run.
+- :class:`PublishModel`: calls it when a run finished or was stopped (not when paused).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import uuid
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from stoker.errors import ArtifactError, RegistryError
+from stoker.train.callbacks import Callback
+from stoker.train.checkpoint.layout import (
+    CHECKPOINTS_DIR,
+    find_latest,
+    is_committed,
+    step_dir_name,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stoker.artifacts.types import ModelArtifact
+    from stoker.train.view import TrainerView
+
+__all__ = ["PublishModel", "register_trained_model"]
+
+log = logging.getLogger("stoker.train")
+
+
+class PublishModel(Callback):
+    """Publish the trained model (rank 0) when the run ends; ``uri`` is what was published.
+
+    A run that ended because it reached ``trainer.max_steps`` or because a callback stopped
+    it is published; a run paused by ``trainer.stop_after_steps`` is not (it is not done),
+    and a failed run never reaches ``on_fit_end``. ``register_artifact=false`` in the recipe
+    turns it off.
+    """
+
+    name = "PublishModel"
+
+    def __init__(self, registry: Any = None) -> None:
+        self.registry = registry
+        self.uri: str | None = None
+
+    def on_fit_end(self, trainer: TrainerView) -> None:
+        ended = trainer.should_stop or trainer.step >= trainer.max_steps
+        if not (ended and trainer.is_rank_zero and trainer.recipe.register_artifact):
+            return
+        art = register_trained_model(
+            trainer.run_dir, trainer.recipe.name, step=trainer.step,
+            metrics={**trainer.last_metrics, **trainer.last_eval},
+            data_path=_data_input(trainer), registry=self.registry,
+        )
+        self.uri = getattr(art, "uri", None) or str(art)
+        log.info("registered model artifact %s", self.uri)
+
+
+def _data_input(trainer: TrainerView) -> str | None:
+    """What the model's data input is for lineage: an ``art://`` URI or a directory.
+
+    The built-in corpus is published once as ``stoker-corpus-<kind>`` (a no-op when a
+    version with the same content fingerprint exists); a prepared directory is linked
+    through the sidecar ``stoker data prepare --register`` left in it; data resolved
+    from ``${art:...}`` is already recorded as used by the resolver.
+    """
+    path = getattr(trainer.data, "path", None)
+    if path is None:
+        return None
+    spec = str(getattr(trainer.recipe.data, "path", "") or "")
+    if spec.startswith("builtin:"):
+        from stoker.artifacts.wire import register_builtin_dataset
+
+        try:
+            return register_builtin_dataset(path, spec.split(":", 1)[1] or "char").uri
+        except (ArtifactError, RegistryError, OSError) as exc:
+            log.warning("built-in dataset not registered (the model's lineage stops at "
+                        "the model): %s", exc)
+            return None
+    return str(path)
+
+
+def _data_uri(data_path: str | Path | None, registry: Any) -> str | None:
+    """The exact ``art://name:vN`` a run's data came from, when it can be known."""
+    if data_path is None:
+        return None
+    text = str(data_path)
+    if text.startswith("art://"):
+        from stoker.artifacts.registry import resolve_registry
+
+        return resolve_registry(registry).resolve(text).uri
+    sidecar = Path(text) / ".stoker-artifact.json"
+    if not sidecar.is_file():
+        return None
+    try:
+        env = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    uri = env.get("uri") if isinstance(env, dict) else None
+    if not uri:
+        return None
+    from stoker.artifacts.registry import resolve_registry
+
+    try:  # published to another registry (or removed since): not an input we can link
+        return resolve_registry(registry).resolve(uri).uri
+    except (ArtifactError, RegistryError):
+        return None
+
+
+def _pick_checkpoint(run_dir: Path, step: int) -> Path | None:
+    """The committed checkpoint of ``step``, else the run's latest committed one."""
+    root = run_dir / CHECKPOINTS_DIR
+    exact = root / step_dir_name(step)
+    if is_committed(exact):
+        return exact
+    return find_latest(root)
+
+
+def _read_env(path: Path) -> dict[str, Any]:
+    """The run's ``env.json`` ({} when absent); a damaged one is an ArtifactError."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ArtifactError(f"{path}:{e.lineno}: invalid JSON ({e.msg})") from None
+    if not isinstance(data, dict):
+        raise ArtifactError(f"{path}: expected a JSON object")
+    return data
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    for dirpath, _dirs, files in os.walk(src):
+        rel = Path(dirpath).relative_to(src)
+        (dst / rel).mkdir(parents=True, exist_ok=True)
+        for f in files:
+            try:
+                os.link(Path(dirpath) / f, dst / rel / f)
+            except OSError:
+                shutil.copy2(Path(dirpath) / f, dst / rel / f)
+
+
+def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics: dict[str, float],
+                           data_path: str | Path | None = None, registry: Any = None,
+                           aliases: tuple[str, ...] = ()) -> ModelArtifact:
+    """Publish the run's checkpoint at ``step`` (or its newest) with config and env."""
+    import yaml
+
+    from stoker.artifacts.types import ModelArtifact
+    from stoker.track.run import config_hash, current_run, tracking_info
+
+    run = Path(run_dir).resolve()
+    if not run.is_dir():
+        raise ArtifactError(f"Run directory {run} does not exist.")
+    ckpt = _pick_checkpoint(run, step)
+    cfg: dict[str, Any] = {}
+    if (run / "config.yaml").is_file():
+        loaded = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))
+        cfg = loaded if isinstance(loaded, dict) else {}
+    env = _read_env(run / "env.json")
+    git = env.get("git") or {}
+    used = list(current_run().used)
+    data_uri = _data_uri(data_path, registry)
+    if data_uri and data_uri not in used:
+        used.insert(0, data_uri)
+    command = (run / "command.txt").read_text(encoding="utf-8").strip() if (run / "command.txt").is_file() else None
+    producer = tracking_info(
+        run_id=run.name, recipe=cfg.get("name") or run.parent.name,
+        config_hash=config_hash(cfg) if cfg else None, command=command,
+        git_commit=git.get("commit"), git_dirty=git.get("dirty"),
+    ).model_copy(update={"used_artifacts": used})
+    model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
+    stage = run / f".stoker-publish-{uuid.uuid4().hex[:8]}"
+    try:
+        stage.mkdir()
+        if ckpt is not None:
+            _link_tree(ckpt, stage / "checkpoint")
+        for fn in ("config.yaml", "env.json"):
+            if (run / fn).is_file():
+                shutil.copy2(run / fn, stage / fn)
+        loss = metrics.get("loss", metrics.get("val/loss", metrics.get("train/loss")))
+        art = ModelArtifact(
+            path=stage, step=step, loss=float(loss) if loss is not None else None,
+            metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+            architecture=model_cfg.get("architecture") if model_cfg else None,
+            metadata={"run_dir": str(run), "checkpoint": ckpt.name if ckpt else None},
+            producer=producer,
+        )
+        saved = art.save(name, registry=registry, mode="copy", aliases=aliases)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return saved
