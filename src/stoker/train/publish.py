@@ -27,8 +27,8 @@ from stoker.errors import ArtifactError, RegistryError
 from stoker.train.callbacks import Callback
 from stoker.train.checkpoint.layout import (
     CHECKPOINTS_DIR,
-    find_latest,
-    is_committed,
+    MARKER,
+    resolve_checkpoint,
     step_dir_name,
 )
 
@@ -121,12 +121,13 @@ def _data_uri(data_path: str | Path | None, registry: Any) -> str | None:
 
 
 def _pick_checkpoint(run_dir: Path, step: int) -> Path | None:
-    """The committed checkpoint of ``step``, else the run's latest committed one."""
-    root = run_dir / CHECKPOINTS_DIR
-    exact = root / step_dir_name(step)
-    if is_committed(exact):
+    """The checkpoint of ``step`` when its commit marker is there, else the run's latest
+    committed one (None when it has none); a step directory without a marker, left by a
+    save that did not finish, is never published."""
+    exact = run_dir / CHECKPOINTS_DIR / step_dir_name(step)
+    if (exact / MARKER).is_file():
         return exact
-    return find_latest(root)
+    return resolve_checkpoint(run_dir, missing_ok=True)
 
 
 def _read_env(path: Path) -> dict[str, Any]:
