@@ -46,6 +46,7 @@ from stoker.errors import CheckpointError, ConfigError, ConfigProblem, Interrupt
 from stoker.train import distributed as dist_utils
 from stoker.train.callbacks import CallbackList, stop_if_not_finite
 from stoker.train.checkpoint import CheckpointManager
+from stoker.train.checkpoint.layout import CHECKPOINTS_DIR
 from stoker.train.data_setup import (
     DataBundle,
     batches_per_epoch,
@@ -239,7 +240,7 @@ class Trainer:
 
         c = r.checkpoint
         self.checkpoints = CheckpointManager(
-            self.run_dir / "checkpoints", keep_last=c.keep_last, keep_best=c.keep_best,
+            self.run_dir / CHECKPOINTS_DIR, keep_last=c.keep_last, keep_best=c.keep_best,
             best_metric=c.best_metric, best_mode=c.best_mode, fsync=c.fsync,
         )
 
