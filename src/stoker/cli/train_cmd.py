@@ -42,10 +42,11 @@ def train(
     to_json: Optional[str] = typer.Option(None, "--to-json", help="Write the config as JSON."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> int:
-    from stoker.cli.front_door import run_front_door
+    from stoker.cli.front_door import enable_artifact_references, run_front_door
     from stoker.config import compose
     from stoker.train.schema import TrainRecipe
 
+    enable_artifact_references()
     cfg = compose(source, list(overrides or ()), schema=TrainRecipe)
     go = run_front_door(cfg, dryrun=dryrun, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json,
                         yes=yes, title=f"stoker train {source}", schema=TrainRecipe)
@@ -63,13 +64,9 @@ def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     from stoker.train.trainer import Trainer
 
     recipe = to_typed(cfg, TrainRecipe)
-    raw = to_container(cfg, resolve=False)
     resolved = to_container(cfg, resolve=True)
-    data_raw = raw.get("data", {}) if isinstance(raw, dict) else {}
-    from_art = isinstance(data_raw, dict) and "${art:" in str(data_raw.get("path", ""))
     progress = ProgressCallback(quiet=quiet)
-    trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[progress],
-                      data_from_artifact=from_art)
+    trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[progress])
     with console_logging():
         try:
             result = trainer.fit()
@@ -155,8 +152,10 @@ def demo(
     overrides = [f"output_dir={output_dir}"]
     if max_steps is not None:
         overrides.append(f"trainer.max_steps={max_steps}")
+    from stoker.cli.front_door import enable_artifact_references
     from stoker.train.schema import TrainRecipe
 
+    enable_artifact_references()
     cfg = compose("gpt-char", overrides, schema=TrainRecipe)
     result = run_training(cfg, argv=["stoker", "demo", *sys.argv[2:]])
     typer.echo("3/3 sampling from the trained model (prompt: 'def '):")

@@ -151,7 +151,7 @@ def default_value(f: Field) -> Any:
 def default_tree(schema: Any) -> dict[str, Any]:
     """Config data for a schema from its defaults; a structured field without a default is
     built from its own field defaults; anything else required is ``???``."""
-    from stoker.config.builders import to_data
+    from stoker.config.nodes import to_data
 
     out: dict[str, Any] = {}
     for name, f in (fields_of(schema) or {}).items():

@@ -628,7 +628,7 @@ class Trainer:
         """Publish the trained model (rank 0) to the artifact registry."""
         if not (self.is_rank_zero and self.recipe.register_artifact):
             return None
-        from stoker.artifacts.wire import register_trained_model
+        from stoker.artifacts.publish_data import register_trained_model
 
         data_path = self._data_input()
         art = register_trained_model(
@@ -651,7 +651,7 @@ class Trainer:
             return None
         spec = str(getattr(self.recipe.data, "path", "") or "")
         if spec.startswith("builtin:"):
-            from stoker.artifacts.wire import register_builtin_dataset
+            from stoker.artifacts.publish_data import register_builtin_dataset
             from stoker.errors import ArtifactError, RegistryError
 
             try:
