@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,9 @@ from stoker.artifacts.names import LATEST, ArtifactRef, parse_ref, validate_alia
 from stoker.artifacts.storage import Store
 from stoker.artifacts.types import Artifact
 from stoker.errors import ArtifactError, RegistryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stoker.artifacts.lineage_graph import LineageNode
 
 A = TypeVar("A", bound=Artifact)
 RECORD_FORMAT = 1
@@ -519,7 +522,3 @@ def resolve_registry(registry: ArtifactRegistry | str | Path | None) -> Artifact
     if isinstance(registry, (str, Path)):
         return FsspecRegistry(str(registry))
     raise ArtifactError(f"registry must be a Registry or a URL, not {type(registry).__name__}.")
-
-
-if False:  # pragma: no cover - for type checkers only
-    from stoker.artifacts.lineage_graph import LineageNode  # noqa: F401

@@ -18,6 +18,9 @@ from stoker.artifacts.provenance import (  # noqa: F401 - the tracker API in one
     set_lineage_tracker,
 )
 
+__all__ = ["LineageTracker", "NoOpTracker", "get_lineage_tracker", "set_lineage_tracker",
+           "WandbTracker", "MlflowTracker"]
+
 
 class WandbTracker:
     """Logs artifacts to the active W&B run (a reference to the data, or an upload) and

@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from stoker.artifacts.names import parse_ref, tokenizer_to_uri  # noqa: F401 - a kit name, kept here
+from stoker.artifacts.names import parse_ref, tokenizer_to_uri
+
+__all__ = ["wandb_configured", "init_wandb_if_configured", "add_wandb_tags", "finish_wandb",
+           "to_wandb_name", "to_wandb_uri", "tokenizer_to_uri"]
 
 
 def wandb_configured(project: str | None = None) -> bool:
