@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # The CPU build of torch lies on local disk; an unpinned torch would download GBs of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-all bench install dev clean
+.PHONY: demo test test-all bench install dev clean lint-imports
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -29,11 +29,18 @@ dev: $(DEV_STAMP)
 demo: $(STAMP)
 	$(BIN)/stoker demo
 
+# lint-imports: the layers contract in pyproject.toml (docs/ARCHITECTURE.md); a wrong-way
+# import fails here, naming the importing module and line.
 test: $(DEV_STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 test-all: $(DEV_STAMP)
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint-imports: $(DEV_STAMP)
+	$(BIN)/lint-imports
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run_all.py

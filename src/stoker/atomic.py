@@ -3,12 +3,16 @@
 A crash, a ``kill -9`` or a full disk must leave either the old file or the new one, never a
 torn one: write a temp file in the same directory, fsync it, ``os.replace`` it over the
 target, then fsync the directory so the rename itself survives a power loss.
+:func:`staged_dir` does the same for a directory that a library writes (a tokenizer).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
@@ -48,3 +52,30 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview, *
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
+    """Build a directory under a temporary sibling name, then swap it in for ``target``.
+
+    Readers never see a half-written directory: on success the old ``target`` (a file or
+    a directory) is removed and the staged one renamed over it; on an error the staged
+    directory is removed and ``target`` is left as it was. (Two renames cannot replace a
+    non-empty directory in one step, so a crash between removing the old one and the
+    rename leaves no ``target`` rather than a torn one.)
+    """
+    target = Path(target)
+    tmp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    elif target.exists() or target.is_symlink():
+        target.unlink()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(tmp, target)
+    fsync_dir(target.parent)

@@ -81,3 +81,16 @@ class Interrupted(StokerError):
     """The user asked the run to stop (Ctrl-C); state was saved where possible."""
 
     exit_code = 130
+
+
+def describe(e: BaseException) -> tuple[str, int, bool]:
+    """How an error reads to a user: ``(message, exit code, show the traceback?)``.
+
+    A :class:`StokerError` is a user mistake or an expected failure: its own message and
+    exit code, no traceback (unless asked for). Anything else is a bug or a failure inside
+    the run: ``run failed: Type: message``, exit code 1, with the traceback. Only the CLI
+    prints it (``stoker.cli.app.report_exception``).
+    """
+    if isinstance(e, StokerError):
+        return str(e), e.exit_code, False
+    return f"run failed: {type(e).__name__}: {e}", 1, True

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from stoker import ModelArtifact, PretrainBlendsArtifact, Registry
-from stoker.artifacts.wire import register_prepared_dataset
+from stoker.artifacts.publish_data import register_prepared_dataset
 from stoker.train.publish import register_trained_model
 from stoker.track.run import run_scope
 

@@ -158,7 +158,7 @@ def test_reading_metadata_never_executes_code(tmp_path: Path, data_dir: Path) ->
     assert art.type == payload  # kept as data
     with pytest.raises(ArtifactError):
         ModelArtifact.from_uri("evil:v1", registry=reg)
-    from stoker.artifacts.lineage import build_lineage, to_json
+    from stoker.artifacts.lineage_graph import build_lineage, to_json
 
     to_json(build_lineage(reg, "evil:v1"))
     reg.verify("evil:v1")

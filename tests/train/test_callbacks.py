@@ -25,7 +25,7 @@ from stoker.train.checkpoint import CheckpointManager
 
 
 def fake_trainer(tmp_path: Path, **kw) -> SimpleNamespace:
-    """The trainer attributes a callback may use (docs/CONTRACTS.md), nothing more."""
+    """The trainer attributes a callback may use (stoker.train.view.TrainerView), nothing more."""
     model = torch.nn.Linear(2, 2)
     base = dict(
         model=model,

@@ -1,4 +1,5 @@
-"""Artifact names, aliases and ``art://`` references: parsing and validation.
+"""Artifact names, aliases and ``art://`` references: parsing and validation; and the
+URI that names a tokenizer in artifact metadata.
 
 Names become path segments in every backend (a folder on disk, a key prefix on S3), so they
 are checked before anything touches storage: no ``..``, no ``/``, no hidden or absolute
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 from stoker.errors import ArtifactError
 
@@ -87,5 +90,16 @@ def parse_ref(ref: str) -> ArtifactRef:
     return ArtifactRef(name, alias=sel)
 
 
-def format_uri(name: str, version: int) -> str:
-    return f"{SCHEME}{name}:v{version}"
+def tokenizer_to_uri(tokenizer: Any) -> str:
+    """A URI naming a tokenizer: ``hf://org/name`` for a hub id, ``file:///abs/dir`` for a
+    local directory, ``art://...`` kept as is; objects are asked for ``name_or_path``."""
+    value = getattr(tokenizer, "name_or_path", None) or getattr(tokenizer, "path", None) or tokenizer
+    text = str(value)
+    if "://" in text:
+        return text
+    p = Path(text).expanduser()
+    if p.exists():
+        return p.resolve().as_uri()
+    if re.match(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$", text):
+        return f"hf://{text}"
+    return p.resolve().as_uri()

@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import Any, Iterable, TypeVar
+from typing import TYPE_CHECKING, Any, Iterable, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -37,6 +37,9 @@ from stoker.artifacts.names import LATEST, ArtifactRef, parse_ref, validate_alia
 from stoker.artifacts.storage import Store
 from stoker.artifacts.types import Artifact
 from stoker.errors import ArtifactError, RegistryError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stoker.artifacts.lineage_graph import LineageNode
 
 A = TypeVar("A", bound=Artifact)
 RECORD_FORMAT = 1
@@ -147,7 +150,7 @@ class FsspecRegistry(ArtifactRegistry):
         manifest_rel = posixpath.join(obj_rel, "manifest.json")
         self.store.write_json_atomic(self._p(name, manifest_rel), manifest.model_dump(mode="json"))
 
-        from stoker.track.run import tracking_info
+        from stoker.artifacts.provenance import tracking_info
 
         producer = artifact.producer or tracking_info()
         absolute = {k: Path(os.path.abspath(v)) for k, v in artifact if isinstance(v, Path)}
@@ -179,10 +182,10 @@ class FsspecRegistry(ArtifactRegistry):
 
     def _write_sidecar(self, directory: Path, saved: Artifact) -> None:
         """Leave ``.stoker-artifact.json`` so ``Artifact.load(dir)`` finds the saved record."""
-        try:
-            tmp = directory / f"{SIDECAR}.{uuid.uuid4().hex}.tmp"
-            tmp.write_text(saved.to_pipe_json() + "\n", encoding="utf-8")
-            os.replace(tmp, directory / SIDECAR)
+        from stoker.atomic import atomic_write_text
+
+        try:  # no fsync: a hint beside the data; the version record in the registry is the truth
+            atomic_write_text(directory / SIDECAR, saved.to_pipe_json() + "\n", fsync=False)
         except OSError:
             pass  # read-only source: the registry copy is the truth; nothing half-written
 
@@ -422,7 +425,7 @@ class FsspecRegistry(ArtifactRegistry):
 
     def lineage(self, ref: str) -> "LineageNode":
         """The upstream graph of ``ref``: the artifacts its producer used, recursively."""
-        from stoker.artifacts.lineage import build_lineage
+        from stoker.artifacts.lineage_graph import build_lineage
 
         return build_lineage(self, ref)
 
@@ -461,7 +464,8 @@ def _rebase(record: dict[str, Any], old: str, new: str) -> dict[str, Any]:
 # -- process default ---------------------------------------------------------------------
 @dataclass
 class KitConfig:
-    """The process default set by :func:`init` (or the embedded default)."""
+    """The process default set by ``stoker.init`` (:func:`stoker.track.session.init`), or
+    the embedded default."""
 
     backend: str
     registry_path: str
@@ -475,38 +479,20 @@ class KitConfig:
 _CONFIG: KitConfig | None = None
 
 
-def stoker_home() -> Path:
-    return Path(os.environ.get("STOKER_HOME") or Path.home() / ".stoker").expanduser()
-
-
 def default_registry_path() -> str:
+    from stoker.data.corpus import stoker_home
+
     return os.environ.get("STOKER_REGISTRY") or str(stoker_home() / "registry")
 
 
-def init(backend: str = "fsspec", registry_path: str | Path | None = None, *,
-         project: str | None = None, entity: str | None = None, **options: Any) -> ArtifactRegistry:
-    """Set the process-default registry (``fsspec``: any fsspec URL; ``wandb``: log to W&B).
-
-    Code that wants no process default passes ``registry=Registry(url)`` explicitly.
-    """
+def set_default(config: KitConfig) -> None:
+    """Make ``config`` (and its registry) the process default; ``stoker.init`` calls this."""
     global _CONFIG
-    path = str(registry_path) if registry_path is not None else default_registry_path()
-    if backend == "fsspec":
-        reg: ArtifactRegistry = FsspecRegistry(path, storage_options=options.pop("storage_options", None))
-    elif backend == "wandb":
-        from stoker.artifacts.wandb_registry import WandbRegistry
-
-        reg = WandbRegistry(FsspecRegistry(path), project=project, entity=entity, **options)
-    else:
-        raise ArtifactError(f"Unknown registry backend {backend!r}; use 'fsspec' or 'wandb'.")
-    _CONFIG = KitConfig(backend=backend, registry_path=path, project=project, entity=entity,
-                        initialized=True, options=options, registry=reg)
-    _install_resolver()
-    return reg
+    _CONFIG = config
 
 
 def get_config() -> KitConfig:
-    """The active configuration: what :func:`init` set, or the embedded default."""
+    """The active configuration: what ``stoker.init`` set, or the embedded default."""
     if _CONFIG is not None:
         return _CONFIG
     return KitConfig(backend="fsspec", registry_path=default_registry_path(), initialized=False)
@@ -536,13 +522,3 @@ def resolve_registry(registry: ArtifactRegistry | str | Path | None) -> Artifact
     if isinstance(registry, (str, Path)):
         return FsspecRegistry(str(registry))
     raise ArtifactError(f"registry must be a Registry or a URL, not {type(registry).__name__}.")
-
-
-def _install_resolver() -> None:
-    from stoker.artifacts.resolver import install
-
-    install()
-
-
-if False:  # pragma: no cover - for type checkers only
-    from stoker.artifacts.lineage import LineageNode  # noqa: F401

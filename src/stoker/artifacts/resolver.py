@@ -14,7 +14,7 @@ def resolve_art(ref: str, field: str | None = None, *, registry: Any = None) -> 
     """Value of ``field`` (dotted for nested: ``metadata.vocab_size``) of the artifact."""
     from stoker.artifacts.registry import resolve_registry
     from stoker.artifacts.types import Artifact
-    from stoker.track.run import record_use
+    from stoker.artifacts.provenance import record_use
 
     ref = str(ref).strip()
     field = (field or "path").strip()
@@ -54,10 +54,15 @@ def _error(where: str, message: str) -> ConfigError:
 
 
 def install() -> bool:
-    """Register :func:`resolve_art` with the config system. False if it is not there."""
-    try:
-        from stoker.config.resolvers import set_art_resolver
-    except ImportError:
-        return False
+    """Point ``${art:...}`` in configs at :func:`resolve_art` (the process-default registry).
+
+    The one installer: the config layer cannot import this one, so what starts work from a
+    config calls it -- ``stoker.init``, the ``stoker`` command, ``@stoker.entrypoint`` scripts
+    and the kit's ``stoker.cli`` helper -- and loading the :mod:`stoker.artifacts` package
+    does too (the Nemotron kit's users expect ``${art:}`` to work once artifacts are in use).
+    Returns True (kept for callers that check it).
+    """
+    from stoker.config.resolvers import set_art_resolver
+
     set_art_resolver(resolve_art)
     return True

@@ -21,6 +21,7 @@ import threading
 import uuid
 from typing import Any
 
+from stoker.atomic import atomic_write_bytes
 from stoker.atomic import fsync_dir as _fsync_dir
 from stoker.errors import RegistryError
 
@@ -109,21 +110,10 @@ class Store:
 
         ``durable=False`` skips fsync: for hints whose loss or staleness is harmless."""
         if self.is_local:
-            d = os.path.dirname(path)
-            os.makedirs(d, exist_ok=True)
-            tmp = os.path.join(d, f".tmp-{uuid.uuid4().hex}")
-            try:
-                with open(tmp, "wb") as f:
-                    f.write(data)
-                    if durable:
-                        f.flush()
-                        os.fsync(f.fileno())
-                os.replace(tmp, path)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            atomic_write_bytes(path, data, fsync=durable, dir_fsync=False)
             return
-        # A single PUT is atomic on object stores; memory:// swaps a bytes object.
+        # Remote (fsspec) filesystems: not stoker.atomic, which renames local files; a single
+        # PUT is atomic on object stores, and memory:// swaps a bytes object.
         self.fs.pipe_file(path, data)
 
     def write_json_atomic(self, path: str, obj: dict[str, Any]) -> None:
@@ -184,6 +174,9 @@ def _dumps(obj: dict[str, Any]) -> bytes:
 
 
 def _local_create_exclusive(path: str, data: bytes) -> bool:
+    # Not stoker.atomic: a rename would silently replace a version another publisher just
+    # claimed. The complete temp file is hard-linked to ``path`` instead, which fails when
+    # ``path`` exists (the exclusive create the registry's versioning relies on).
     d = os.path.dirname(path)
     os.makedirs(d, exist_ok=True)
     tmp = os.path.join(d, f".tmp-{uuid.uuid4().hex}")

@@ -105,39 +105,26 @@ class Artifact(BaseModel):
             return None
         return f"art://{self.name}:v{self.version}"
 
-    # -- registry ----------------------------------------------------------------------
+    # -- registry (the lineage side effects live in stoker.artifacts.provenance) ----------
     def save(self, name: str | None = None, *, registry: Any = None, mode: str = "copy",
              aliases: Iterable[str] = ()) -> Self:
         """Publish a new version (``v1``, ``v2``, ...) of ``name`` and return the saved artifact.
 
         ``mode="copy"`` copies the data into the registry; ``"reference"`` records the
-        path, metadata and manifest only. The producing run (see ``stoker.track.run``) and
-        the artifacts it used are recorded as lineage.
+        path, metadata and manifest only. The producing run (see
+        :mod:`stoker.artifacts.provenance`) and the artifacts it used are recorded as lineage.
         """
-        from stoker.artifacts.registry import resolve_registry
+        from stoker.artifacts.provenance import save_artifact
 
-        reg = resolve_registry(registry)
-        saved = reg.publish(self, name or type(self).__name__, mode=mode, aliases=aliases)
-        object.__setattr__(self, "name", saved.name)
-        object.__setattr__(self, "version", saved.version)
-        object.__setattr__(self, "producer", saved.producer)
-        from stoker.track.lineage import get_lineage_tracker
-
-        tracker = get_lineage_tracker()
-        if tracker.is_active():
-            tracker.log_artifact(saved, name=saved.name, used_artifacts=saved.producer.used_artifacts if saved.producer else [])
-        return saved
+        return save_artifact(self, name or type(self).__name__, registry=registry, mode=mode,
+                             aliases=aliases)
 
     @classmethod
     def from_uri(cls, uri: str, *, registry: Any = None) -> Self:
         """Load ``art://name:latest``, ``art://name:v3`` or ``art://name:alias``."""
-        from stoker.artifacts.registry import resolve_registry
+        from stoker.artifacts.provenance import load_artifact
 
-        art = resolve_registry(registry).load(uri, cls=cls)
-        from stoker.track.run import record_use
-
-        record_use(art.uri)
-        return art
+        return load_artifact(cls, uri, registry=registry)
 
     @classmethod
     def load(cls, path: str | Path | None = None, *, registry: Any = None) -> Self:
@@ -162,7 +149,7 @@ class Artifact(BaseModel):
                     "'.stoker-artifact.json'; or pass the JSON file printed by a step."
                 )
             art = select_from_stream(target.read_text(encoding="utf-8"), cls, source=str(target))
-        from stoker.track.run import record_use
+        from stoker.artifacts.provenance import record_use
 
         if art.uri:
             record_use(art.uri)
@@ -208,11 +195,6 @@ class Artifact(BaseModel):
             return target.model_validate(data)  # type: ignore[return-value]
         except ValidationError as e:
             raise ArtifactError(f"Invalid {stored} metadata in {source}:\n{e}") from e
-
-
-def artifact_types() -> dict[str, type[Artifact]]:
-    """The registered artifact classes by stored type name."""
-    return dict(_TYPES)
 
 
 _TYPES["Artifact"] = Artifact

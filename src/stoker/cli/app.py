@@ -86,16 +86,14 @@ def run_click(command, args: list[str], prog_name: str) -> int:
 
 
 def report_exception(e: BaseException) -> int:
-    """Print an error the way a user should see it and return its exit code."""
-    from stoker.errors import StokerError
+    """Print an error the way a user should see it (:func:`stoker.errors.describe`) and
+    return its exit code."""
+    from stoker.errors import describe
 
+    message, code, traceback_always = describe(e)
     verbose = bool(os.environ.get(_VERBOSE_ENV))
-    if isinstance(e, StokerError):
-        print_error(str(e), e if verbose else None)
-        return e.exit_code
-    # Not a user mistake: a bug or a failure inside the run. Show the traceback.
-    print_error(f"run failed: {type(e).__name__}: {e}", e)
-    return 1
+    print_error(message, e if traceback_always or verbose else None)
+    return code
 
 
 def print_error(message: str, exc: BaseException | None) -> None:

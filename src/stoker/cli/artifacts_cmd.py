@@ -91,7 +91,7 @@ def lineage_cmd(uri: str = typer.Argument(..., help="art://NAME[:vN|:ALIAS|:late
                 fmt: str = typer.Option("tree", "--format", "-f", help="tree | mermaid | dot | json"),
                 registry: Optional[str] = REGISTRY_OPT) -> None:
     """Show what produced an artifact: upstream artifacts, runs, code and sources."""
-    from stoker.artifacts import lineage
+    from stoker.artifacts import lineage_graph as lineage
     from stoker.errors import UserError
 
     renderers = {"mermaid": lineage.to_mermaid, "dot": lineage.to_dot, "json": lineage.to_json}

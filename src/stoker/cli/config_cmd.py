@@ -14,8 +14,10 @@ OVERRIDES_HELP = "Overrides: a.b=1, +new=1, ++a=1, ~a.b, key=@file.yaml[:section
 
 
 def _compose(source: str, overrides: list[str] | None, config: Optional[str] = None):
+    from stoker.cli.front_door import enable_artifact_references
     from stoker.config.composing import compose
 
+    enable_artifact_references()
     return compose(config or source, list(overrides or []))
 
 

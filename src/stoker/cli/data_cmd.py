@@ -178,10 +178,10 @@ def prepare_cmd(
     if md.get("bad_lines_skipped"):
         say(f"skipped {md['bad_lines_skipped']} bad line(s) (--skip-bad-lines)")
     if register_name is not None:
-        from stoker.artifacts import wire
+        from stoker.artifacts.publish_data import register_prepared_dataset
         from stoker.artifacts.types import print_step_complete
 
-        art = wire.register_prepared_dataset(out, register_name, registry=registry)
+        art = register_prepared_dataset(out, register_name, registry=registry)
         if piped_json:
             # the one pipe format (`Artifact.load()` with no path reads it from stdin)
             print_step_complete(art)

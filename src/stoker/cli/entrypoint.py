@@ -65,50 +65,30 @@ _FLAG_OPTS = {"--dryrun": "dryrun", "--dry-run": "dryrun", "--yes": "yes", "-y":
               "--help": "help", "-h": "help"}
 
 
-def _parse_argv(argv: Sequence[str]) -> _Args:
+def _unknown_option(option: str) -> str:
     from stoker.config.targets import suggest
+
+    if not option.startswith("--"):
+        return f"unknown option {option}. Options: {', '.join(sorted({*_FLAG_OPTS, *_VALUE_OPTS}))}"
+    hint = suggest(option, [*_FLAG_OPTS, *_VALUE_OPTS])
+    return f"unknown option {option}.{hint} Arguments are set as key=value (no dashes); see --help"
+
+
+def _parse_argv(argv: Sequence[str]) -> _Args:
+    from stoker.config.argv import ArgvSpec, parse_argv
     from stoker.errors import UserError
 
-    a = _Args()
-    i = 0
-    args = list(argv)
-    while i < len(args):
-        s = args[i]
-        if s in _FLAG_OPTS:
-            setattr(a, _FLAG_OPTS[s], True)
-        elif s in _VALUE_OPTS:
-            if i + 1 >= len(args):
-                raise UserError(f"{s} needs a value (a file path)")
-            setattr(a, _VALUE_OPTS[s], args[i + 1])
-            i += 1
-        elif s.startswith("--") and "=" in s and s.split("=", 1)[0] in _VALUE_OPTS:
-            opt, value = s.split("=", 1)
-            setattr(a, _VALUE_OPTS[opt], value)
-        elif s.startswith("-") and not s.startswith("--") and len(s) > 1 and "=" not in s:
-            raise UserError(f"unknown option {s}. Options: {', '.join(sorted({*_FLAG_OPTS, *_VALUE_OPTS}))}")
-        elif s.startswith("--"):
-            opt = s.split("=", 1)[0]
-            hint = suggest(opt, [*_FLAG_OPTS, *_VALUE_OPTS])
-            raise UserError(f"unknown option {opt}.{hint} Arguments are set as key=value "
-                            "(no dashes); see --help")
-        elif "=" not in s and not s.startswith("~"):
-            path = s[1:] if s.startswith("@") else s
-            if Path(path).suffix.lower() in _SUFFIXES:
-                if a.config:
-                    raise UserError(f"two config files given ({a.config} and {path}); give one")
-                a.config = path
-            else:
-                raise UserError(f"unexpected argument '{s}': arguments are key=value "
-                                "(e.g. epochs=5), a config file, or options; see --help")
-        else:
-            a.overrides.append(s)
-        i += 1
-    return a
+    spec = ArgvSpec(values=_VALUE_OPTS, flags=_FLAG_OPTS, error=UserError, unknown=_unknown_option,
+                    needs_value="{option} needs a value (a file path)", config_suffixes=_SUFFIXES)
+    found, overrides = parse_argv(argv, spec)
+    return _Args(overrides=overrides, **found)
 
 
 def _compose(fn: Callable[..., Any], a: _Args) -> Any:
+    from stoker.cli.front_door import enable_artifact_references
     from stoker.config._gc import paused
 
+    enable_artifact_references()
     with paused():  # config work only: see stoker.config._gc
         return _compose_tree(fn, a)
 
@@ -118,7 +98,7 @@ def _compose_tree(fn: Callable[..., Any], a: _Args) -> Any:
 
     from stoker.config.overrides import apply_overrides
     from stoker.config.schema import SignatureSchema, default_tree
-    from stoker.config.sources import attach_sources, load, sources_of, to_omegaconf
+    from stoker.config.files import attach_sources, load, sources_of, to_omegaconf
 
     schema = SignatureSchema(fn)
     cfg = to_omegaconf(default_tree(schema), {"": (_where(fn), None)})
@@ -156,7 +136,7 @@ def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
             print_help(fn, prog)
             return 0
         from stoker.cli.front_door import run_front_door
-        from stoker.config.validation import to_typed
+        from stoker.config.typed import to_typed
 
         cfg, schema = _compose(fn, a)
         go = run_front_door(cfg, dryrun=a.dryrun, to_yaml=a.to_yaml, to_toml=a.to_toml,

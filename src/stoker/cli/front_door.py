@@ -11,6 +11,20 @@ from pathlib import Path
 from typing import Any
 
 
+def enable_artifact_references() -> None:
+    """Resolve ``${art:NAME,FIELD}`` in the configs this process composes against the
+    process-default artifact registry.
+
+    The config layer cannot import the artifacts layer, so the code that starts work from
+    a config wires the two: every command-line front door (``stoker train``/``demo``,
+    ``stoker config``, ``@stoker.entrypoint`` scripts, the kit's ``stoker.cli`` helper)
+    calls this before composing, as ``stoker.init`` does for Python sessions.
+    """
+    from stoker.artifacts.resolver import install
+
+    install()
+
+
 def flatten(data: Any, prefix: str = "") -> list[tuple[str, Any]]:
     """Dotted rows of a nested mapping (lists of scalars stay one row)."""
     rows: list[tuple[str, Any]] = []

@@ -42,10 +42,11 @@ def train(
     to_json: Optional[str] = typer.Option(None, "--to-json", help="Write the config as JSON."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
 ) -> int:
-    from stoker.cli.front_door import run_front_door
+    from stoker.cli.front_door import enable_artifact_references, run_front_door
     from stoker.config import compose
     from stoker.train.recipe import TrainRecipe
 
+    enable_artifact_references()
     cfg = compose(source, list(overrides or ()), schema=TrainRecipe)
     go = run_front_door(cfg, dryrun=dryrun, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json,
                         yes=yes, title=f"stoker train {source}", schema=TrainRecipe)
@@ -154,8 +155,10 @@ def demo(
     overrides = [f"output_dir={output_dir}"]
     if max_steps is not None:
         overrides.append(f"trainer.max_steps={max_steps}")
+    from stoker.cli.front_door import enable_artifact_references
     from stoker.train.recipe import TrainRecipe
 
+    enable_artifact_references()
     cfg = compose("gpt-char", overrides, schema=TrainRecipe)
     result = run_training(cfg, argv=["stoker", "demo", *sys.argv[2:]])
     typer.echo("3/3 sampling from the trained model (prompt: 'def '):")

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from stoker.config._gc import gc_paused
-from stoker.config.sources import (SUFFIXES, attach_sources, prefixed, read, sources_of,
+from stoker.config.files import (SUFFIXES, attach_sources, prefixed, read, sources_of,
                                    to_omegaconf)
 from stoker.errors import ConfigError
 
@@ -47,7 +47,7 @@ def compose(source: Any = None, overrides: Sequence[str] = (), *,
 def _from_source(source: Any, overrides: list[str], extra_dirs: list[Path]):
     from omegaconf import DictConfig, OmegaConf
 
-    from stoker.config.builders import to_data
+    from stoker.config.nodes import to_data
 
     if source is None:
         return to_omegaconf({}), None, overrides
@@ -160,7 +160,7 @@ def _first_lines(e: BaseException, n: int = 6) -> str:
 
 
 def _from_python_result(result: Any, where: str):
-    from stoker.config.builders import to_data
+    from stoker.config.nodes import to_data
 
     try:
         data = to_data(result)

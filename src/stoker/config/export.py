@@ -2,7 +2,7 @@
 
 Interpolations (``${model.dim}``, ``${oc.env:X}``), ``???`` and ``_partial_`` are written
 as they are, never resolved. TOML has no null: None is written as ``"__none__"`` and read
-back as None by :mod:`stoker.config.sources`.
+back as None by :mod:`stoker.config.files`.
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stoker.atomic import atomic_write_text
-from stoker.config.sources import TOML_NONE, format_of
+from stoker.config.files import TOML_NONE, format_of
 from stoker.errors import ConfigError, ConfigProblem
 
 
@@ -30,7 +30,7 @@ def _plain(x: Any) -> Any:
 
 def interpolation_problem(e: Exception, cfg: Any = None) -> ConfigProblem:
     """A ConfigProblem for an OmegaConf resolution error (path from its full_key)."""
-    from stoker.config.sources import problem
+    from stoker.config.files import problem
 
     path = str(getattr(e, "full_key", "") or "")
     msg = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

@@ -118,7 +118,7 @@ def lookup(name: str, key: str | None = None, expected: Any = None) -> FactoryIn
 
 def node_for(info: FactoryInfo) -> Any:
     """The config tree that selecting ``info`` puts in the config."""
-    from stoker.config.builders import to_data
+    from stoker.config.nodes import to_data
 
     if info.inlines():
         try:

@@ -24,7 +24,7 @@ import sys
 import types
 from typing import Any, Iterator
 
-from stoker.config.builders import Config, ConfigDict, Partial, ref  # noqa: F401 - re-exported
+from stoker.config.nodes import Config, ConfigDict, Partial, ref  # noqa: F401 - re-exported
 
 __all__ = ["imports", "ConfigDict", "Config", "Partial", "ref", "resolve", "Builder"]
 
@@ -141,6 +141,6 @@ def _write_frame_locals(frame: types.FrameType, values: dict[str, Any]) -> None:
 
 def resolve(cfg: Any, **kwargs: Any) -> Any:
     """Kauldron's name for :func:`stoker.build`."""
-    from stoker.config.building import build
+    from stoker.config.instantiate import build
 
     return build(cfg, **kwargs)

@@ -15,7 +15,8 @@ from typing import Any, Iterable, Sequence
 
 from stoker.config import schema as sch
 from stoker.config._gc import gc_paused
-from stoker.config.sources import SUFFIXES, attach_sources, prefixed, read, sources_of
+from stoker.config.fastpaths import plain_override
+from stoker.config.files import SUFFIXES, attach_sources, prefixed, read, sources_of
 from stoker.errors import ConfigError, ConfigProblem
 
 CLI = "command line"
@@ -41,66 +42,13 @@ class _Op:
         self.has_value, self.file_value = has_value, file_value
 
 
-# The plain forms almost every override takes (`a.b=3`, `+x=true`, `~a.b`, `name=foo-bar`),
-# recognised without importing Hydra's ANTLR parser (about 50 ms of CPU at start-up). The
-# patterns are Hydra's own lexer rules (hydra/grammar/OverrideLexer.g4) for a key made of
-# identifiers and a value that is exactly one FLOAT, INT, BOOL, NULL or ID token; the token
-# is converted exactly as Hydra's visitor does (float(), int(), lower() == "true", None,
-# the text). Anything else (spaces, quotes, lists, `${...}`, escapes, `$`, `/`, `@`, sweeps)
-# goes to Hydra's parser, so the grammar and its error messages stay Hydra's.
-_ID = r"[A-Za-z_][A-Za-z0-9_\-]*"
-_INT_U = r"(?:0|[1-9](?:_?[0-9])*)"
-_POINT_FLOAT = rf"(?:{_INT_U}\.|{_INT_U}?\.[0-9](?:_?[0-9])*)"
-_FAST_KEY = re.compile(rf"(\+{{0,2}}|~)({_ID}(?:\.{_ID})*)(?:(=)(.*))?", re.S)
-_FAST_TOKENS = (  # in the lexer's rule order: on a tie the earlier rule wins
-    ("float", re.compile(rf"[+-]?(?:{_POINT_FLOAT}|(?:{_INT_U}|{_POINT_FLOAT})[eE][+-]?[0-9](?:_?[0-9])*"
-                         r"|[Ii][Nn][Ff]|[Nn][Aa][Nn])")),
-    ("int", re.compile(rf"[+-]?{_INT_U}")),
-    ("bool", re.compile(r"[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]")),
-    ("null", re.compile(r"[Nn][Uu][Ll][Ll]")),
-    ("id", re.compile(_ID)),
-)
-_NOT_FAST = object()
-
-
-def _fast_value(text: str) -> Any:
-    """The value of a one-token Hydra primitive, or _NOT_FAST."""
-    if text == "":
-        return ""  # `key=`: Hydra gives the empty string
-    for kind, pattern in _FAST_TOKENS:
-        if pattern.fullmatch(text):
-            if kind in ("float", "int"):
-                try:
-                    return float(text) if kind == "float" else int(text)
-                except ValueError:  # cannot happen for these tokens; let Hydra say so
-                    return _NOT_FAST
-            if kind == "bool":
-                return text.lower() == "true"
-            if kind == "null":
-                return None
-            return text
-    return _NOT_FAST
-
-
 def _fast_parse(text: str) -> _Op | None:
-    """``parse`` for the plain forms, or None when Hydra's parser must decide."""
-    m = _FAST_KEY.fullmatch(text)
-    if m is None:
+    """``parse`` for the plain forms (:func:`stoker.config.fastpaths.plain_override`), or
+    None when Hydra's parser must decide."""
+    plain = plain_override(text)
+    if plain is None:
         return None
-    prefix, key, eq, raw = m.groups()
-    if prefix == "~":
-        if eq is None:
-            return _Op(text, "delete", key, None, False)
-        value = _fast_value(raw)
-        if value is _NOT_FAST:
-            return None
-        return _Op(text, "delete", key, value, value is not None)  # `~a=null` is `~a`, as below
-    if eq is None:
-        return None
-    value = _fast_value(raw)
-    if value is _NOT_FAST:
-        return None
-    return _Op(text, {"": "change", "+": "add", "++": "force"}[prefix], key, value)
+    return _Op(text, plain.kind, plain.key, plain.value, plain.has_value)
 
 
 def parse(text: str, base_dirs: Sequence[Path] = ()) -> _Op:

@@ -1,9 +1,11 @@
 """Resolvers stoker adds to OmegaConf.
 
 ``${oc.env:VAR}`` / ``${oc.env:VAR,default}`` and references ``${model.dim}`` come with
-OmegaConf. ``${art:NAME[:VER],FIELD}`` is an extension point: the artifacts area calls
-:func:`set_art_resolver` with a function that looks the artifact up in a registry. Until
-then the resolver fails loudly ("no registry configured") instead of returning a stub.
+OmegaConf. ``${art:NAME[:VER],FIELD}`` is an extension point: the config layer knows no
+registry, so the artifacts layer installs the function that looks an artifact up
+(:func:`stoker.artifacts.resolver.install`, called by ``stoker.init``, the command-line
+front doors, and when the :mod:`stoker.artifacts` package loads). Until then the resolver
+fails loudly ("no registry configured", naming ``stoker.init()``) instead of returning a stub.
 """
 from __future__ import annotations
 
@@ -13,8 +15,7 @@ from stoker.errors import ConfigError
 
 ArtResolver = Callable[..., Any]
 
-_DEFAULT: Any = object()  # not chosen yet: the artifacts registry is installed on first use
-_art_fn: Any = _DEFAULT
+_art_fn: ArtResolver | None = None
 _registered = False
 
 
@@ -31,13 +32,7 @@ def set_art_resolver(fn: ArtResolver | None) -> ArtResolver | None:
 
 
 def get_art_resolver() -> ArtResolver | None:
-    global _art_fn
-    if _art_fn is _DEFAULT:
-        # The default is the process's artifact registry ($STOKER_HOME/registry unless
-        # stoker.init chose another); set_art_resolver(None) turns references off.
-        from stoker.artifacts.resolver import resolve_art
-
-        _art_fn = resolve_art
+    """The installed function behind ``${art:...}``, or None."""
     return _art_fn
 
 

@@ -151,7 +151,7 @@ def default_value(f: Field) -> Any:
 def default_tree(schema: Any) -> dict[str, Any]:
     """Config data for a schema from its defaults; a structured field without a default is
     built from its own field defaults; anything else required is ``???``."""
-    from stoker.config.builders import to_data
+    from stoker.config.nodes import to_data
 
     out: dict[str, Any] = {}
     for name, f in (fields_of(schema) or {}).items():
@@ -197,7 +197,7 @@ def choose_member(tp: Any, data: dict[str, Any]) -> tuple[Any | None, str | None
     Returns (member, None) or (None, reason) when no member fits the tag.
     """
     members = [m for m in non_none(tp) if is_structured(m)]
-    disc = discriminator_of(strip_annotated(tp) if False else tp)
+    disc = discriminator_of(tp)
     tags: dict[str, dict[Any, Any]] = {}
     for m in members:
         for name, f in (fields_of(m) or {}).items():

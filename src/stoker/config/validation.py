@@ -11,13 +11,13 @@ Each problem has its dotted path and, when the value came from a file, file:line
 """
 from __future__ import annotations
 
-import dataclasses
 import typing
 from typing import Any
 
 from stoker.config import schema as sch
 from stoker.config._gc import gc_paused
-from stoker.config.sources import join, problem
+from stoker.config.fastpaths import NO_FAST, fast_ref, surely_fits
+from stoker.config.files import join, problem
 from stoker.config.targets import (RESERVED, accepts_any_kwargs, import_target, keyword_names,
                                    signature_of, suggest, target_name, type_hints_of)
 from stoker.errors import ConfigError, ConfigProblem
@@ -62,8 +62,8 @@ def resolve_all(cfg: Any, problems: list[ConfigProblem], ref_paths: set[str] | N
         if node is None:
             return None
         if node._is_interpolation():
-            fast = _fast_ref(root, node._value())
-            if fast is not _NO_FAST:
+            fast = fast_ref(root, node._value())
+            if fast is not NO_FAST:
                 if isinstance(fast, (DictConfig, ListConfig)):
                     ref_paths.add(path)
                     try:
@@ -108,51 +108,6 @@ def resolve_all(cfg: Any, problems: list[ConfigProblem], ref_paths: set[str] | N
     return walk(cfg, "")
 
 
-_NO_FAST = object()
-_SIMPLE_REF = None
-
-
-def _fast_ref(root: Any, raw: Any, depth: int = 0) -> Any:
-    """Resolve a plain absolute ``${a.b.c}`` without OmegaConf's (slow) grammar parser.
-
-    Returns the referenced container node, a plain value, or _NO_FAST when OmegaConf must
-    do it (resolvers, relative or nested interpolations, missing keys: its messages)."""
-    global _SIMPLE_REF
-    import re
-
-    from omegaconf import DictConfig, ListConfig
-
-    if _SIMPLE_REF is None:
-        _SIMPLE_REF = re.compile(r"^\$\{([A-Za-z_][\w\-]*(?:\.[\w\-]+)*)\}$")
-    if depth > 32 or not isinstance(raw, str):
-        return _NO_FAST
-    m = _SIMPLE_REF.match(raw)
-    if not m:
-        return _NO_FAST
-    node = root
-    for part in m.group(1).split("."):
-        if isinstance(node, DictConfig):
-            if part not in node.keys():
-                return _NO_FAST
-            node = node._get_node(part)
-        elif isinstance(node, ListConfig) and part.isdigit() and int(part) < len(node):
-            node = node._get_node(int(part))
-        else:
-            return _NO_FAST
-        if node._is_interpolation():
-            return _NO_FAST
-    if isinstance(node, (DictConfig, ListConfig)):
-        return node if not (node._is_none() or node._is_missing()) else _NO_FAST
-    v = node._value()
-    if v == "???":
-        return _NO_FAST
-    if isinstance(v, str) and type(v) is not str:
-        v = str.__str__(v)
-    if isinstance(v, str) and "${" in v:
-        return _NO_FAST
-    return v
-
-
 def _mark_missing(x: Any) -> Any:
     if x == "???":
         return MISSING
@@ -189,75 +144,12 @@ def _adapter(tp: Any) -> Any:
     return ad
 
 
-def _surely_fits(value: Any, tp: Any) -> bool:
-    """True when Pydantic would certainly accept ``value`` for ``tp`` (an exact match).
-
-    Config values are mostly ints, floats, bools and strings checked against annotations
-    of the same type; answering those here skips building a Pydantic TypeAdapter per
-    annotation (and importing Pydantic at all when nothing else needs it). Only exact
-    matches answer True; every other case, and every rejection, is Pydantic's."""
-    t = type(value)
-    if tp is t and t in (int, float, bool, str):
-        return True
-    if tp is float:
-        return t is int  # Pydantic's float takes an int in lax and strict mode
-    if tp in _PATH_TYPES:
-        return t is str
-    origin = typing.get_origin(tp)
-    if origin is None:
-        return False
-    args = typing.get_args(tp)
-    if origin is typing.Literal:
-        return any(type(a) is t and a == value for a in args)
-    if origin is typing.Union or origin is _UnionType:
-        return any(_surely_fits(value, m) for m in args)
-    if origin is typing.Annotated:  # Field(gt=0) and friends: annotated_types bounds only
-        return _within_bounds(value, args[1:]) and _surely_fits(value, args[0])
-    if origin is list and t is list and len(args) == 1:
-        return all(_surely_fits(v, args[0]) for v in value)
-    if origin is tuple and t in (list, tuple) and args:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return all(_surely_fits(v, args[0]) for v in value)
-        return len(args) == len(value) and all(_surely_fits(v, a) for v, a in zip(value, args))
-    if origin is dict and t is dict and len(args) == 2:
-        return all(_surely_fits(k, args[0]) and _surely_fits(v, args[1]) for k, v in value.items())
-    return False
-
-
-_BOUNDS = {"Gt": lambda v, b: v > b.gt, "Ge": lambda v, b: v >= b.ge,
-           "Lt": lambda v, b: v < b.lt, "Le": lambda v, b: v <= b.le}
-
-
-def _within_bounds(value: Any, metadata: tuple[Any, ...]) -> bool:
-    """True when every item is an ``annotated_types`` bound that a number ``value`` meets."""
-    if type(value) not in (int, float) or not metadata:
-        return False
-    for m in metadata:
-        check = _BOUNDS.get(type(m).__name__)
-        if check is None or type(m).__module__ != "annotated_types" or not check(value, m):
-            return False
-    return True
-
-
-def _path_types() -> tuple[Any, ...]:
-    import pathlib
-
-    return (pathlib.Path, pathlib.PurePath)
-
-
-_PATH_TYPES = _path_types()
-try:
-    from types import UnionType as _UnionType
-except ImportError:  # pragma: no cover - Python < 3.10
-    _UnionType = typing.Union  # type: ignore[assignment, misc]
-
-
 def check_type(value: Any, tp: Any) -> str | None:
     """None when ``value`` fits annotation ``tp``, else a sentence saying why not."""
     if tp is Any or tp is None or value is MISSING or value is BAD:
         return None
     try:
-        if _surely_fits(value, tp):
+        if surely_fits(value, tp):
             return None
     except TypeError:  # unhashable or odd annotations: Pydantic decides
         pass
@@ -497,71 +389,7 @@ def _as_config(cfg: Any) -> Any:
 
     if isinstance(cfg, (DictConfig, ListConfig)):
         return cfg
-    from stoker.config.builders import to_data
-    from stoker.config.sources import to_omegaconf
+    from stoker.config.nodes import to_data
+    from stoker.config.files import to_omegaconf
 
     return to_omegaconf(to_data(cfg))
-
-
-# ---------------------------------------------------------------------------- typed
-def to_typed(cfg: Any, schema: Any) -> Any:
-    """Validate ``cfg`` against ``schema`` and return an instance of it.
-
-    Nested dataclasses / Pydantic models are constructed; ``Path`` and other leaf types are
-    converted by Pydantic. Fields typed ``Any``/``dict`` keep ``_target_`` sub-trees as plain
-    dicts (build them later); a ``_target_`` node in a field of another type is built.
-    For a :class:`~stoker.config.schema.SignatureSchema` the result is a dict of arguments.
-    """
-    problems, data = check_resolved(cfg, schema)
-    if problems:
-        raise ConfigError(problems=problems)
-    return _convert(data, schema, "")
-
-
-def _convert(value: Any, tp: Any, path: str) -> Any:
-    if isinstance(tp, sch.SignatureSchema) or sch.is_structured(tp):
-        fields = sch.fields_of(tp) or {}
-        kwargs = {}
-        for name, f in fields.items():
-            if name in value:
-                kwargs[name] = _convert(value[name], f.type, join(path, name))
-        if isinstance(tp, sch.SignatureSchema):
-            return kwargs
-        cls = sch.strip_annotated(tp)
-        try:
-            if dataclasses.is_dataclass(cls):
-                return cls(**kwargs)
-            return cls.model_validate(kwargs)
-        except Exception as e:  # noqa: BLE001 - e.g. __post_init__/validators rejecting values
-            raise ConfigError(problems=[ConfigProblem(path, f"invalid {cls.__name__}: {e}")]) from None
-    if value is None:
-        return None
-    plain = sch.strip_annotated(tp)
-    if tp is Any or plain in (dict, typing.Dict) or typing.get_origin(plain) in (dict, typing.Dict):
-        return value
-    members = sch.non_none(tp)
-    structured = [m for m in members if sch.is_structured(m)]
-    if isinstance(value, dict) and "_target_" in value:
-        for m in structured:
-            try:
-                if value["_target_"] == target_name(m):
-                    return _convert({k: v for k, v in value.items() if k != "_target_"}, m, path)
-            except ConfigError:
-                pass
-        from stoker.config.building import build
-
-        return build(value, validate=False)
-    if structured and isinstance(value, dict):
-        chosen = structured[0]
-        if len(structured) > 1:
-            picked, _ = sch.choose_member(tp, value)
-            chosen = picked or chosen
-        return _convert(value, chosen, path)
-    if sch.discriminator_of(tp) is None and not _contains_target(value):
-        ad = _adapter(tp)
-        if ad is not None:
-            try:
-                return ad.validate_python(value)
-            except Exception:  # noqa: BLE001 - already validated; keep the raw value
-                return value
-    return value

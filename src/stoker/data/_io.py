@@ -1,18 +1,18 @@
-"""Small file helpers shared by the data modules: atomic writes and hashing.
+"""Small file helpers shared by the data modules: readable JSON written atomically, and
+the CRC-32 a shard's commit marker checks.
 
-Every file the data area writes goes through :func:`atomic_write_bytes` (temp file in the
-same directory, fsync, ``os.replace``) so a crash leaves either the old file or the new one,
+Every file the data area writes goes through :mod:`stoker.atomic` (temp file in the same
+directory, fsync, ``os.replace``) so a crash leaves either the old file or the new one,
 never a torn one.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import zlib
 from pathlib import Path
 from typing import Any
 
-from stoker.atomic import atomic_write_bytes, fsync_dir  # noqa: F401 - re-exported for the data modules
+from stoker.atomic import atomic_write_bytes
 
 _BLOCK = 1 << 22
 
@@ -45,17 +45,6 @@ def atomic_write_json(path: Path, obj: Any, *, fsync: bool = True, dir_fsync: bo
     atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync, dir_fsync=dir_fsync)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while True:
-            b = f.read(_BLOCK)
-            if not b:
-                break
-            h.update(b)
-    return h.hexdigest()
-
-
 def crc32_file(path: Path) -> str:
     """CRC-32 of a file as 8 hex digits (how a shard's commit marker checks it on resume)."""
     crc = 0
@@ -66,10 +55,6 @@ def crc32_file(path: Path) -> str:
                 break
             crc = zlib.crc32(b, crc)
     return f"{crc:08x}"
-
-
-def sha256_bytes(data: bytes | memoryview) -> str:
-    return hashlib.sha256(data).hexdigest()
 
 
 def read_json(path: Path) -> Any:

@@ -109,8 +109,7 @@ def ensure_default_dataset(
 
 
 def _build(kind, files, out, settings, vocab_size, workers, progress) -> Path:
-    import shutil
-
+    from stoker.atomic import staged_dir
     from stoker.data._io import atomic_write_json, read_json
     from stoker.data.prepare import prepare
     from stoker.data.tokenizers import load_tokenizer, train_tokenizer
@@ -121,11 +120,8 @@ def _build(kind, files, out, settings, vocab_size, workers, progress) -> Path:
         if not (tdir / "tokenizer.json").is_file():
             tok = train_tokenizer((p.read_text("utf-8") for p in files), type="bpe",
                                   vocab_size=vocab_size, length=len(files))
-            tmp = out.with_name(f".{tdir.name}.tmp-{os.getpid()}")
-            shutil.rmtree(tmp, ignore_errors=True)
-            tok.save(tmp)
-            shutil.rmtree(tdir, ignore_errors=True)
-            os.replace(tmp, tdir)
+            with staged_dir(tdir) as tmp:
+                tok.save(tmp)
         tokenizer = load_tokenizer(tdir)
     prepare([str(p) for p in files], out, type="char" if kind == "char" else "subword",
             tokenizer=tokenizer, split_ratios=settings["split_ratios"],

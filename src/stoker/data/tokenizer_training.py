@@ -2,15 +2,14 @@
 
 Why a separate step: a subword dataset needs a tokenizer first (Craft's flow), and the
 tokenizer directory must never be left half-written (it is saved to a temp directory and
-renamed into place).
+renamed into place: :func:`stoker.atomic.staged_dir`).
 """
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from stoker.atomic import staged_dir
 from stoker.data.sources import InputSpec, ReadStats, expand_inputs, plan_units, read_piece, scan_source
 from stoker.data.tokenizers import Tokenizer, train_tokenizer
 from stoker.errors import DataError
@@ -67,11 +66,6 @@ def train_tokenizer_to_dir(
                           progress=progress)
     if seen[0] == 0 or tok.vocab_size <= 2:
         raise DataError("the input holds no text to train a tokenizer on")
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tok.save(tmp)
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    with staged_dir(out) as tmp:
+        tok.save(tmp)
     return tok

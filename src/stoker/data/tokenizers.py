@@ -12,6 +12,11 @@ tokenizer. Each kind saves files its own library can load without stoker:
 
 A ``stoker_tokenizer.json`` marker in the directory names the kind; a directory with only
 ``tokenizer.json`` or a ``*.model`` file (or such a file given directly) loads too.
+
+Longer than most modules (~560 lines) on purpose: the three kinds share the interface,
+the marker format and :func:`load_tokenizer`'s detection, and are read side by side when
+one of them changes; training one from input files for the CLI lives apart
+(``tokenizer_training``).
 """
 from __future__ import annotations
 
@@ -20,7 +25,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from stoker.data._io import atomic_write_bytes, atomic_write_json, read_json
+from stoker.atomic import atomic_write_bytes
+from stoker.data._io import atomic_write_json, read_json
 from stoker.errors import DataError
 
 MARKER = "stoker_tokenizer.json"
@@ -57,18 +63,6 @@ class Tokenizer:
     def encode_docs(self, texts: Sequence[str]) -> list[Any]:
         """One id sequence (list or numpy array) per document; ``prepare``'s hot path."""
         return self.encode_batch(texts)
-
-    def encode_to_array(self, texts: Sequence[str]) -> tuple[Any, Any]:
-        """Encode documents into one flat int64 numpy array and per-document lengths.
-
-        The fast path used by ``prepare``; subclasses override it to avoid Python lists.
-        """
-        import numpy as np
-
-        seqs = self.encode_batch(texts)
-        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        flat = np.fromiter((i for s in seqs for i in s), dtype=np.int64, count=int(lengths.sum()))
-        return flat, lengths
 
     def save(self, directory: str | Path) -> Path:
         raise NotImplementedError
@@ -214,14 +208,6 @@ class CharTokenizer(Tokenizer):
         if len(parts) == 1:
             return parts[0].astype(dtype)
         return np.concatenate(parts, dtype=dtype, casting="same_kind")
-
-    def encode_to_array(self, texts: Sequence[str]):
-        import numpy as np
-
-        lengths = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
-        if not texts:
-            return np.zeros(0, dtype=np.int64), lengths
-        return self.encode_array("".join(texts)), lengths
 
     def decode(self, ids: Sequence[int]) -> str:
         itos = self._itos
@@ -371,14 +357,6 @@ class HFTokenizer(Tokenizer):
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         fn = getattr(self.tok, "encode_batch_fast", None) or self.tok.encode_batch
         return [e.ids for e in fn(list(texts), add_special_tokens=False)]
-
-    def encode_to_array(self, texts: Sequence[str]):
-        import numpy as np
-
-        ids = self.encode_batch(texts)
-        lengths = np.fromiter((len(s) for s in ids), dtype=np.int64, count=len(ids))
-        flat = np.fromiter((i for s in ids for i in s), dtype=np.int64, count=int(lengths.sum()))
-        return flat, lengths
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tok.decode([int(i) for i in ids], skip_special_tokens=True)

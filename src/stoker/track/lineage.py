@@ -1,46 +1,25 @@
-"""Lineage trackers: where published artifacts (and the inputs they used) are reported.
+"""Lineage trackers for W&B and MLflow: where published artifacts (and the inputs they
+used) are reported.
 
 The registry is the source of truth for lineage; a tracker mirrors it into an experiment
-tracker so the graph shows up there too. The active tracker is a process default
-(:func:`set_lineage_tracker`); with none set it is a :class:`NoOpTracker`.
+tracker so the graph shows up there too. The protocol and the process default
+(:func:`set_lineage_tracker`; with none set, a :class:`NoOpTracker`) belong to the artifacts
+layer (:mod:`stoker.artifacts.provenance`), which publishes without importing trackers; they
+are re-exported here beside the implementations.
 """
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
+from stoker.artifacts.provenance import (  # noqa: F401 - the tracker API in one place
+    LineageTracker,
+    NoOpTracker,
+    get_lineage_tracker,
+    set_lineage_tracker,
+)
 
-@runtime_checkable
-class LineageTracker(Protocol):
-    """What stoker asks of a tracker when an artifact is published."""
-
-    name: str
-
-    def is_active(self) -> bool: ...
-    def get_run_id(self) -> str | None: ...
-    def get_run_url(self) -> str | None: ...
-    def log_artifact(self, artifact: Any, name: str, used_artifacts: list[str]) -> None: ...
-    def use_artifact(self, artifact: Any) -> None: ...
-
-
-class NoOpTracker:
-    """Tracks nothing; the registry still records lineage."""
-
-    name = "none"
-
-    def is_active(self) -> bool:
-        return False
-
-    def get_run_id(self) -> str | None:
-        return None
-
-    def get_run_url(self) -> str | None:
-        return None
-
-    def log_artifact(self, artifact: Any, name: str, used_artifacts: list[str]) -> None:
-        return None
-
-    def use_artifact(self, artifact: Any) -> None:
-        return None
+__all__ = ["LineageTracker", "NoOpTracker", "get_lineage_tracker", "set_lineage_tracker",
+           "WandbTracker", "MlflowTracker"]
 
 
 class WandbTracker:
@@ -188,17 +167,3 @@ def _offline() -> bool:
 
 def _wandb_type(t: str) -> str:
     return {"ModelArtifact": "model"}.get(t, "dataset" if "Data" in t else t.lower() or "artifact")
-
-
-_TRACKER: LineageTracker | None = None
-
-
-def get_lineage_tracker() -> LineageTracker:
-    """The tracker set with :func:`set_lineage_tracker`, else a :class:`NoOpTracker`."""
-    return _TRACKER if _TRACKER is not None else NoOpTracker()
-
-
-def set_lineage_tracker(tracker: LineageTracker | None) -> None:
-    """Set (or with None, clear) the process-default tracker."""
-    global _TRACKER
-    _TRACKER = tracker

@@ -84,12 +84,9 @@ def truncate_jsonl_after(path: str | os.PathLike[str], step: int) -> int:
         kept.append(line)
     dropped = len(lines) - len(kept)
     if dropped:
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "w", encoding="utf-8") as out:
-            out.writelines(kept)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, path)
+        from stoker.atomic import atomic_write_text
+
+        atomic_write_text(path, "".join(kept))
     return dropped
 
 

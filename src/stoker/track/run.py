@@ -1,120 +1,22 @@
-"""The producing run: who made an artifact, from what code and config, using which inputs.
+"""The run scope, seen from the tracking side.
 
-A *run scope* collects the artifacts a run uses (resolved through ``${art:...}``, or loaded
-with ``load``/``from_uri``) so that whatever the run publishes records them as inputs --
-on the *produced* artifact, never on the input. Outside an explicit scope the process itself
-is the run (a CLI command is one process).
+Which artifacts a run used, and the :class:`~stoker.artifacts.types.TrackingInfo` of what it
+publishes, are recorded by the artifacts layer (:mod:`stoker.artifacts.provenance`), which
+cannot import this package. These are the same objects under the names tracking code has
+always used (``from stoker.track.run import run_scope``).
 """
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import hashlib
-import json
-import os
-import shlex
-import socket
-import subprocess
-import sys
-import uuid
-from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Any, Iterator
+from stoker.artifacts.provenance import (  # noqa: F401 - the tracking side's names
+    RunInfo,
+    config_hash,
+    current_run,
+    git_info,
+    record_use,
+    reset_session,
+    run_scope,
+    tracking_info,
+)
 
-
-@dataclass
-class RunInfo:
-    run_id: str
-    recipe: str | None = None
-    config_hash: str | None = None
-    command: str | None = None
-    used: list[str] = field(default_factory=list)
-    git_commit: str | None = None
-    git_dirty: bool | None = None
-
-    def record_use(self, uri: str) -> None:
-        if uri and uri not in self.used:
-            self.used.append(uri)
-
-
-_SESSION = RunInfo(run_id=f"proc-{uuid.uuid4().hex[:12]}")
-_CURRENT: contextvars.ContextVar[RunInfo | None] = contextvars.ContextVar("stoker_run", default=None)
-
-
-def current_run() -> RunInfo:
-    """The innermost active run scope, or the process-wide one."""
-    return _CURRENT.get() or _SESSION
-
-
-@contextlib.contextmanager
-def run_scope(run_id: str | None = None, *, recipe: str | None = None,
-              config: Any = None, command: str | None = None) -> Iterator[RunInfo]:
-    """Scope a run: artifacts used inside are recorded as inputs of what it publishes."""
-    info = RunInfo(run_id=run_id or f"run-{uuid.uuid4().hex[:12]}", recipe=recipe,
-                   config_hash=config_hash(config) if config is not None else None,
-                   command=command)
-    token = _CURRENT.set(info)
-    try:
-        yield info
-    finally:
-        _CURRENT.reset(token)
-
-
-def record_use(uri: str | None) -> None:
-    """Note that the current run consumed ``uri`` (an exact ``art://name:vN``)."""
-    if uri:
-        current_run().record_use(uri)
-
-
-def reset_session() -> None:
-    """Start a fresh process-wide run (tests; long-lived notebooks)."""
-    global _SESSION
-    _SESSION = RunInfo(run_id=f"proc-{uuid.uuid4().hex[:12]}")
-
-
-def config_hash(config: Any) -> str:
-    """SHA-256 of the resolved config as canonical JSON (key order does not matter)."""
-    if hasattr(config, "_metadata") and hasattr(config, "_get_node"):  # an OmegaConf node
-        from omegaconf import OmegaConf
-
-        config = OmegaConf.to_container(config, resolve=True)
-    blob = json.dumps(config, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
-
-
-@lru_cache(maxsize=8)
-def git_info(cwd: str | None = None) -> tuple[str | None, bool | None]:
-    """(commit, dirty) of the git checkout at ``cwd``; (None, None) outside one."""
-    cwd = cwd or os.getcwd()
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
-                                text=True, timeout=5)
-        if commit.returncode != 0:
-            return None, None
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
-                                cwd=cwd, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired):
-        return None, None
-    return commit.stdout.strip() or None, bool(status.stdout.strip())
-
-
-def tracking_info(run: RunInfo | None = None, **overrides: Any):
-    """The :class:`~stoker.artifacts.types.TrackingInfo` for an artifact published now."""
-    from stoker import __version__
-    from stoker.artifacts.types import TrackingInfo
-    from stoker.track.lineage import get_lineage_tracker
-
-    run = run or current_run()
-    commit, dirty = (run.git_commit, run.git_dirty) if run.git_commit else git_info(None)
-    tracker = get_lineage_tracker()
-    fields: dict[str, Any] = dict(
-        run_id=run.run_id, recipe=run.recipe, config_hash=run.config_hash,
-        stoker_version=__version__, git_commit=commit, git_dirty=dirty,
-        command=run.command or " ".join(shlex.quote(a) for a in sys.argv),
-        host=socket.gethostname(), used_artifacts=list(run.used),
-    )
-    if tracker.is_active():
-        fields.update(tracker=tracker.name, tracker_run_id=tracker.get_run_id(),
-                      tracker_url=tracker.get_run_url())
-    fields.update({k: v for k, v in overrides.items() if v is not None})
-    return TrackingInfo(**fields)
+__all__ = ["RunInfo", "config_hash", "current_run", "git_info", "record_use", "reset_session",
+           "run_scope", "tracking_info"]

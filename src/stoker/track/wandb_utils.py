@@ -8,7 +8,10 @@ import sys
 from pathlib import Path
 from typing import Any, Iterable
 
-from stoker.artifacts.names import parse_ref
+from stoker.artifacts.names import parse_ref, tokenizer_to_uri
+
+__all__ = ["wandb_configured", "init_wandb_if_configured", "add_wandb_tags", "finish_wandb",
+           "to_wandb_name", "to_wandb_uri", "tokenizer_to_uri"]
 
 
 def wandb_configured(project: str | None = None) -> bool:
@@ -80,18 +83,3 @@ def to_wandb_uri(uri: str, *, entity: str | None = None, project: str | None = N
     sel = f"stoker-v{ref.version}" if ref.version is not None else ref.alias
     prefix = "/".join(p for p in (entity, project) if p)
     return f"{prefix + '/' if prefix else ''}{to_wandb_name(ref.name)}:{sel}"
-
-
-def tokenizer_to_uri(tokenizer: Any) -> str:
-    """A URI naming a tokenizer: ``hf://org/name`` for a hub id, ``file:///abs/dir`` for a
-    local directory, ``art://...`` kept as is; objects are asked for ``name_or_path``."""
-    value = getattr(tokenizer, "name_or_path", None) or getattr(tokenizer, "path", None) or tokenizer
-    text = str(value)
-    if "://" in text:
-        return text
-    p = Path(text).expanduser()
-    if p.exists():
-        return p.resolve().as_uri()
-    if re.match(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$", text):
-        return f"hf://{text}"
-    return p.resolve().as_uri()

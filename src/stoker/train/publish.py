@@ -82,7 +82,7 @@ def _data_input(trainer: TrainerView) -> str | None:
         return None
     spec = str(getattr(trainer.recipe.data, "path", "") or "")
     if spec.startswith("builtin:"):
-        from stoker.artifacts.wire import register_builtin_dataset
+        from stoker.artifacts.publish_data import register_builtin_dataset
 
         try:
             return register_builtin_dataset(path, spec.split(":", 1)[1] or "char").uri

@@ -1,7 +1,8 @@
 """W&B backend: versions live in an fsspec registry (the source of truth that resolves
 ``art://`` URIs, online or offline) and every publish is also logged to W&B -- as a
 reference to the data, or an upload with ``upload=True`` -- with used-artifact links, so
-the W&B lineage graph matches stoker's.
+the W&B lineage graph matches stoker's. ``stoker.init(backend="wandb")`` makes one the
+process default (:mod:`stoker.track.session`).
 """
 from __future__ import annotations
 
@@ -26,7 +27,8 @@ class WandbRegistry(FsspecRegistry):
         return f"WandbRegistry({self.url!r}, project={self.project!r})"
 
     def publish(self, artifact: A, name: str, *, mode: str = "copy", aliases: Iterable[str] = ()) -> A:
-        from stoker.track.lineage import WandbTracker, get_lineage_tracker, set_lineage_tracker
+        from stoker.artifacts.provenance import get_lineage_tracker, set_lineage_tracker
+        from stoker.track.lineage import WandbTracker
         from stoker.track.wandb_utils import init_wandb_if_configured
 
         run = init_wandb_if_configured(project=self.project, entity=self.entity, upload=self.upload)

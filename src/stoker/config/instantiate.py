@@ -11,7 +11,8 @@ import functools
 import re
 from typing import Any
 
-from stoker.config.sources import join, problem
+from stoker.config.fastpaths import NO_FAST, fast_ref
+from stoker.config.files import join, problem
 from stoker.config.targets import RESERVED, import_target
 from stoker.errors import ConfigError
 
@@ -26,8 +27,8 @@ def build(cfg: Any, /, *, validate: bool = True, **kwargs: Any) -> Any:
     """
     from omegaconf import DictConfig, ListConfig
 
-    from stoker.config.builders import to_data
-    from stoker.config.sources import to_omegaconf
+    from stoker.config.nodes import to_data
+    from stoker.config.files import to_omegaconf
 
     if not isinstance(cfg, (DictConfig, ListConfig)):
         data = to_data(cfg)
@@ -61,10 +62,8 @@ class _Builder:
 
         if node._is_interpolation():
             raw = node._value()
-            from stoker.config.validation import _NO_FAST, _fast_ref
-
-            fast = _fast_ref(self.root, raw)  # `${a.b}` without OmegaConf's grammar parser
-            if fast is not _NO_FAST:
+            fast = fast_ref(self.root, raw)  # `${a.b}` without OmegaConf's grammar parser
+            if fast is not NO_FAST:
                 if isinstance(fast, (DictConfig, ListConfig)):
                     return self.node(fast, path)
                 return self.plain(fast, path)

@@ -29,8 +29,8 @@ def _read_json(path: Path, what: str) -> dict[str, Any]:
 def register_prepared_dataset(output_dir: str | Path, name: str, registry: Any = None, *,
                               mode: str = "copy", aliases: tuple[str, ...] = ()) -> PretrainBlendsArtifact:
     """Publish a prepared dataset directory (its ``metadata.json``) as a new version."""
-    from stoker.track.run import tracking_info
-    from stoker.track.wandb_utils import tokenizer_to_uri
+    from stoker.artifacts.names import tokenizer_to_uri
+    from stoker.artifacts.provenance import tracking_info
 
     out = Path(output_dir).resolve()
     meta = _read_json(out / "metadata.json",
@@ -77,8 +77,8 @@ def register_builtin_dataset(data_dir: str | Path, kind: str, registry: Any = No
     not one entry per file.
     """
     from stoker.artifacts.registry import resolve_registry
-    from stoker.track.run import RunInfo, tracking_info
-    from stoker.track.wandb_utils import tokenizer_to_uri
+    from stoker.artifacts.names import tokenizer_to_uri
+    from stoker.artifacts.provenance import RunInfo, tracking_info
 
     if kind not in BUILTIN_NAMES:
         raise ArtifactError(f"unknown built-in dataset kind {kind!r}; use one of: "
