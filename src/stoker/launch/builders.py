@@ -14,13 +14,14 @@ from stoker.errors import ConfigError, UserError
 __all__ = ["entrypoint_config", "script_program", "train_config"]
 
 
-def train_config(recipe: Any, overrides: Sequence[str] = (), *,
-                 cwd: Path | None = None) -> tuple[Any, str | None]:
+def train_config(recipe: Any, overrides: Sequence[str] = (), *, cwd: Path | None = None,
+                 check_targets: bool = True) -> tuple[Any, str | None]:
     """The validated ``stoker train`` config of ``recipe`` and its pinned run directory.
 
     ``recipe``: a built-in name, a config file, or an already composed config tree. A run
     without ``output_dir`` gets its directory now (what ``stoker train`` would pick), made
-    absolute, so the job store can show it and a rerun resumes it.
+    absolute, so the job store can show it and a rerun resumes it. ``check_targets=False``
+    skips importing ``_target_`` modules (torch): the job checks them again before it runs.
     """
     from omegaconf import DictConfig, OmegaConf
 
@@ -36,7 +37,7 @@ def train_config(recipe: Any, overrides: Sequence[str] = (), *,
             apply_overrides(cfg, list(overrides), schema=TrainRecipe)
     else:
         cfg = compose(str(recipe), list(overrides), schema=TrainRecipe)
-    problems, resolved = check_resolved(cfg, TrainRecipe)
+    problems, resolved = check_resolved(cfg, TrainRecipe, targets=check_targets)
     if problems:
         raise ConfigError(problems=problems)
     out = resolved.get("output_dir")

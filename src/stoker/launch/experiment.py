@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -121,18 +122,20 @@ class Experiment:
         return resolve_executor(executor, cwd=self.cwd)
 
     def add_train(self, recipe: Any, overrides: Sequence[str] = (), *, name: str | None = None,
-                  executor: Any = None, depends_on: Sequence[str] = ()) -> str:
+                  executor: Any = None, depends_on: Sequence[str] = (),
+                  check_targets: bool = True) -> str:
         """A ``stoker train`` task: a recipe name, a config file, or a composed config.
 
         The config is composed and validated now (a typo fails here, before anything is
         submitted) and exported to the task's ``config.yaml``; the job runs
         ``python -m stoker train JOBDIR/config.yaml --yes``. Without ``output_dir`` the run
         directory is fixed now (``outputs/<name>/<timestamp>``), so ``stoker exp rerun``
-        resumes that run instead of starting another.
+        resumes that run instead of starting another. ``check_targets=False``: leave the
+        ``_target_`` nodes (optimizer, losses: torch) to the job's own check.
         """
         from stoker.launch.builders import train_config
 
-        cfg, run_dir = train_config(recipe, overrides, cwd=self.cwd)
+        cfg, run_dir = train_config(recipe, overrides, cwd=self.cwd, check_targets=check_targets)
         ex, ex_spec = self._executor(executor)
         task_name = name or (slug(str(recipe)) if isinstance(recipe, (str, Path)) else "train")
         return self._add(_Spec(
@@ -234,6 +237,11 @@ class Experiment:
             parts.append(ex.describe(task))
         return "\n".join(parts)
 
+    def check(self, mode: str = "graph") -> None:
+        """Everything :meth:`launch` would refuse (tasks, dependencies, what each executor
+        can run here), without writing anything."""
+        self._tasks(self._ordered(mode), self.store.new_id(self.name))
+
     def launch(self, *, mode: str = "graph", detach: bool = False) -> str:
         """Write every task's folder, submit what can start now, return the experiment id.
 
@@ -259,7 +267,9 @@ class Experiment:
         self.id = exp_id
         for s, task, ex in tasks:
             task.stdout.parent.mkdir(parents=True, exist_ok=True)
-            if s.cfg is not None:
+            if isinstance(s.cfg, Path):  # a rerun: the same file
+                shutil.copyfile(s.cfg, task.job_dir / CONFIG_FILE)
+            elif s.cfg is not None:
                 save(s.cfg, task.job_dir / CONFIG_FILE)
             described = ex.describe(task)
             from stoker.atomic import atomic_write_text
@@ -292,6 +302,30 @@ class Experiment:
         states = drive(self.store, exp_id, live=self._live, on_event=on_event)
         raise_for_failures(exp_id, states)
         return exp_id
+
+
+def rerun(store: JobStore, exp_id: str, *, detach: bool = False,
+          name: str | None = None) -> str:
+    """Launch a stored experiment's tasks again as a new experiment; returns its id.
+
+    Same configs (copied), same command lines (pointing at the new job folders), executors
+    chosen again the same way, same dependencies. A training with a pinned run directory
+    resumes it (or reports it finished).
+    """
+    meta = store.experiment(exp_id)
+    exp = Experiment(meta.get("title", exp_id), executor="local", name=name or meta.get("name"),
+                     store=store, cwd=meta.get("cwd"))
+    exp.argv = list(meta.get("argv") or [])
+    for r in store.tasks(exp_id):
+        old = str(store.task_dir(exp_id, r.folder))
+        cfg_file = store.task_dir(exp_id, r.folder) / CONFIG_FILE
+        config = stored_executor_config(r)
+        exp._add(_Spec(
+            r.name, r.kind,
+            lambda jd, p=list(r.program), o=old: [a.replace(o, str(jd)) for a in p],
+            config, r.spec or {}, Path(r.workdir), list(r.depends_on),
+            cfg_file if cfg_file.is_file() else None, r.run_dir))
+    return exp.launch(mode="graph", detach=detach)
 
 
 def raise_for_failures(exp_id: str, states: list[TaskState]) -> None:
@@ -350,19 +384,23 @@ def executor_for(record: TaskRecord) -> Executor:
     return get_executor(record.executor)
 
 
-def task_for_submit(record: TaskRecord, job_dir: Path) -> tuple[Task, Executor]:
-    """Rebuild a stored task with its real executor config (secrets come back from env.toml
-    profiles and the environment, never from the store)."""
+def stored_executor_config(record: TaskRecord) -> Any:
+    """A stored task's real executor config: chosen again the way it was chosen (secrets
+    come back from env.toml profiles and the environment, never from the store)."""
     from stoker.launch.config import parse_executor_config
     from stoker.launch.profiles import select_executor
 
     spec = record.spec or {}
-    workdir = Path(record.workdir)
     if spec.get("selector") is not None or spec.get("overrides"):
-        cfg = select_executor(spec.get("selector"), spec.get("overrides") or [],
-                              base=spec.get("base"), cwd=workdir)
-    else:
-        cfg = parse_executor_config(dict(spec.get("base") or record.executor))
+        return select_executor(spec.get("selector"), spec.get("overrides") or [],
+                               base=spec.get("base"), cwd=Path(record.workdir))
+    return parse_executor_config(dict(spec.get("base") or record.executor))
+
+
+def task_for_submit(record: TaskRecord, job_dir: Path) -> tuple[Task, Executor]:
+    """Rebuild a stored task for submission (see :func:`stored_executor_config`)."""
+    cfg = stored_executor_config(record)
+    workdir = Path(record.workdir)
     task = Task(record.name, list(record.program), job_dir, workdir, cfg.job_env(),
                 list(record.depends_on))
     return task, get_executor(cfg)
