@@ -87,6 +87,17 @@ def test_sequential_and_bad_graphs(tmp_path: Path, script: Path) -> None:
     exp.add_script(script, ["2"], name="two")
     exp.run(mode="sequential")
     assert [s.record.depends_on for s in experiment_states(store, exp.id)] == [[], ["one"]]
+    par = Experiment("par", executor="detached", store=store, cwd=tmp_path)
+    par.add_script(script, ["p1", "1.0"], name="p1")
+    par.add_script(script, ["p2", "1.0"], name="p2")
+    par.run(mode="parallel")
+    ends = [json.loads((store.task_dir(par.id, n) / "exit.json").read_text()) for n in ("p1", "p2")]
+    assert ends[1]["started"] < ends[0]["ended"]  # both ran at once
+    with pytest.raises(UserError, match="mode='parallel' runs every task at once"):
+        e = Experiment("bad-par", executor="local", store=store, cwd=tmp_path)
+        e.add_script(script, name="x")
+        e.add_script(script, name="y", depends_on=["x"])
+        e.launch(mode="parallel")
     bad = Experiment("bad", executor="local", store=store, cwd=tmp_path)
     bad.add_script(script, name="x", depends_on=["y"])
     bad.add_script(script, name="y", depends_on=["x"])
@@ -96,7 +107,7 @@ def test_sequential_and_bad_graphs(tmp_path: Path, script: Path) -> None:
         e = Experiment("bad2", executor="local", store=store, cwd=tmp_path)
         e.add_script(script, name="x", depends_on=["z"])
         e.launch()
-    assert {e["title"] for e in store.list()} == {"seq"}  # nothing written for the bad ones
+    assert {e["title"] for e in store.list()} == {"seq", "par"}  # nothing written for the bad ones
 
 
 def test_detached_experiment_with_dependencies_is_driven_in_the_background(
