@@ -27,6 +27,8 @@ _LAZY: dict[str, str] = {
     "entrypoint": "stoker.cli.entrypoint",
     "factory": "stoker.cli.entrypoint",
     "main": "stoker.cli.entrypoint",
+    # launching
+    "Experiment": "stoker.launch.experiment",
     # artifacts and registry
     "Artifact": "stoker.artifacts.types",
     "DataBlendsArtifact": "stoker.artifacts.types",

@@ -20,6 +20,7 @@ COMMAND_MODULES = (
     "stoker.cli.data_cmd",
     "stoker.cli.config_cmd",
     "stoker.cli.artifacts_cmd",
+    "stoker.cli.exp_cmd",
 )
 
 _VERBOSE_ENV = "STOKER_VERBOSE"

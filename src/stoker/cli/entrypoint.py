@@ -56,11 +56,14 @@ class _Args:
     to_yaml: str | None = None
     to_toml: str | None = None
     to_json: str | None = None
+    detach: bool = False
+    name: str | None = None
 
 
 _VALUE_OPTS = {"-c": "config", "--config": "config", "--to-yaml": "to_yaml",
-               "--to-toml": "to_toml", "--to-json": "to_json"}
+               "--to-toml": "to_toml", "--to-json": "to_json", "--name": "name"}
 _FLAG_OPTS = {"--dryrun": "dryrun", "--dry-run": "dryrun", "--yes": "yes", "-y": "yes",
+              "--detach": "detach",
               "--no-confirm": "yes", "--verbose": "verbose", "-v": "verbose",
               "--help": "help", "-h": "help"}
 
@@ -94,26 +97,9 @@ def _compose(fn: Callable[..., Any], a: _Args) -> Any:
 
 
 def _compose_tree(fn: Callable[..., Any], a: _Args) -> Any:
-    from omegaconf import OmegaConf
+    from stoker.launch.builders import entrypoint_config
 
-    from stoker.config.overrides import apply_overrides
-    from stoker.config.schema import SignatureSchema, default_tree
-    from stoker.config.files import attach_sources, load, sources_of, to_omegaconf
-
-    schema = SignatureSchema(fn)
-    cfg = to_omegaconf(default_tree(schema), {"": (_where(fn), None)})
-    if a.config:
-        loaded = load(a.config)
-        merged = OmegaConf.merge(cfg, loaded)
-        attach_sources(merged, {**sources_of(cfg), **sources_of(loaded)})
-        cfg = merged
-    dirs = [Path(a.config).parent] if a.config else []
-    script = getattr(sys.modules.get(fn.__module__), "__file__", None)
-    if script:
-        dirs.append(Path(script).parent)
-    if a.overrides:
-        apply_overrides(cfg, a.overrides, search_path=dirs, schema=schema)
-    return cfg, schema
+    return entrypoint_config(fn, a.overrides, a.config)
 
 
 def _where(fn: Callable[..., Any]) -> str:
@@ -122,8 +108,13 @@ def _where(fn: Callable[..., Any]) -> str:
 
 
 def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
-        prog: str | None = None) -> int:
-    """Run ``fn`` as a command with ``argv``; returns the exit code (0/1/2/130)."""
+        prog: str | None = None, default_executor: str | None = None) -> int:
+    """Run ``fn`` as a command with ``argv``; returns the exit code (0/1/2/130).
+
+    ``executor=NAME`` (and ``executor.FIELD=VALUE``, ``--detach``, ``--name``) runs the
+    script again elsewhere with its exported config; ``default_executor`` applies when none
+    is named (a function with its own ``executor`` argument keeps it and runs here).
+    """
     from stoker.cli.app import print_error, report_exception
 
     args = list(sys.argv[1:] if argv is None else argv)
@@ -138,7 +129,20 @@ def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
         from stoker.cli.front_door import run_front_door
         from stoker.config.typed import to_typed
 
+        executor = None
+        if "executor" not in _parameters(fn):
+            from stoker.cli.exp_cmd import split_launch
+
+            a.overrides, executor = split_launch(a.overrides, detach=a.detach, name=a.name,
+                                                 default=default_executor)
         cfg, schema = _compose(fn, a)
+        if executor is not None and not (a.to_yaml or a.to_toml or a.to_json):
+            from stoker.cli.exp_cmd import launch_entrypoint
+
+            return launch_entrypoint(fn, cfg, schema, executor, overrides=a.overrides,
+                                     config=a.config, name=a.name, detach=a.detach,
+                                     dryrun=a.dryrun, yes=a.yes,
+                                     title=f"{fn.__module__}:{fn.__name__}")
         go = run_front_door(cfg, dryrun=a.dryrun, to_yaml=a.to_yaml, to_toml=a.to_toml,
                             to_json=a.to_json, yes=a.yes, title=f"{fn.__module__}:{fn.__name__}",
                             schema=schema)
@@ -160,10 +164,24 @@ def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
 
 
-def main(fn: Callable[..., Any], argv: Sequence[str] | None = None) -> NoReturn:
-    """Run ``fn`` from the command line and exit with its code."""
+def _parameters(fn: Callable[..., Any]) -> set[str]:
+    import inspect
+
+    try:
+        return set(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return set()
+
+
+def main(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
+         default_executor: str | None = None) -> NoReturn:
+    """Run ``fn`` from the command line and exit with its code.
+
+    ``default_executor``: where it runs when the command line names no ``executor=``
+    (a kind or an env.toml profile; default: here, in this process).
+    """
     sys.stdout.flush()
-    code = run(fn, argv)
+    code = run(fn, argv, default_executor=default_executor)
     sys.stdout.flush()
     sys.exit(code)
 
@@ -197,6 +215,9 @@ def print_help(fn: Callable[..., Any], prog: str) -> None:
         ("--dryrun", "print the resolved arguments and exit"),
         ("--to-yaml / --to-toml / --to-json PATH", "export the config (re-load with -c) and exit"),
         ("--yes, -y", "skip the confirmation (only asked on a terminal)"),
+        ("executor=NAME", "run elsewhere: detached, torchrun, slurm, docker or an env.toml "
+                          "profile; executor.FIELD=VALUE sets its fields"),
+        ("--detach / --name NAME", "do not follow the launched job / label it (stoker exp list)"),
         ("--verbose, -v", "show Python tracebacks"),
         ("--help, -h", "show this message"),
     ]:

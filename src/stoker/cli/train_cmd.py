@@ -20,7 +20,9 @@ def register(app: typer.Typer) -> None:
         "train",
         context_settings={"allow_extra_args": False, "ignore_unknown_options": True},
         help="Train a recipe (built-in name or config file) with key=value overrides. "
-        "Re-running the same command resumes from the latest checkpoint.",
+        "Re-running the same command resumes from the latest checkpoint. "
+        "executor=detached|torchrun|slurm|docker|PROFILE (with executor.FIELD=VALUE) runs it "
+        "elsewhere; follow it with `stoker exp`.",
     )(train)
     app.command("eval", help="Evaluate a checkpoint (or a run directory's latest one).")(eval_cmd)
     gen = typer.Typer(help="Generate with a trained model.", no_args_is_help=True)
@@ -41,13 +43,24 @@ def train(
     to_toml: Optional[str] = typer.Option(None, "--to-toml", help="Write the config as TOML."),
     to_json: Optional[str] = typer.Option(None, "--to-json", help="Write the config as JSON."),
     yes: bool = typer.Option(False, "--yes", "-y", help="Do not ask for confirmation."),
+    detach: bool = typer.Option(False, "--detach", help="Run in the background "
+                                "(executor=detached unless another executor is named)."),
+    name: Optional[str] = typer.Option(None, "--name", help="Label of the launch in "
+                                       "`stoker exp list` (with an executor)."),
 ) -> int:
+    from stoker.cli.exp_cmd import split_launch
     from stoker.cli.front_door import enable_artifact_references, run_front_door
     from stoker.config import compose
     from stoker.train.recipe import TrainRecipe
 
     enable_artifact_references()
+    overrides, executor = split_launch(overrides or (), detach=detach, name=name)
     cfg = compose(source, list(overrides or ()), schema=TrainRecipe)
+    if executor is not None:
+        from stoker.cli.exp_cmd import launch_train
+
+        return launch_train(cfg, source, executor, name=name, detach=detach, dryrun=dryrun,
+                            to_yaml=to_yaml, to_toml=to_toml, to_json=to_json, yes=yes)
     go = run_front_door(cfg, dryrun=dryrun, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json,
                         yes=yes, title=f"stoker train {source}", schema=TrainRecipe)
     if not go:
