@@ -18,11 +18,13 @@ The script (``JOB_DIR/job.sbatch``) is what ``--dryrun`` prints:
   Pyxis container options when ``container_image`` is set); several nodes or processes per
   node: ``srun`` starts one ``python -m torch.distributed.run`` per node, the first node of
   the allocation being the rendezvous;
-- preemption: the trainer saves a checkpoint on SIGUSR1 and exits with 130 (interrupted).
-  When the command exits 130 while the job is still RUNNING (a cancel or a time limit ends
-  the job itself first), the script runs ``scontrol requeue $SLURM_JOB_ID``; the requeued
+- preemption: the trainer saves a checkpoint on SIGUSR1 and exits with 138 (128 + USR1,
+  as it exits 128 + N for each stop signal; a program without a handler killed by USR1
+  exits 138 too). When the command exits 138 while the job is still RUNNING (a cancel or a
+  time limit ends the job itself first), the script runs ``scontrol requeue
+  $SLURM_JOB_ID``; the requeued
   job runs the same command, and ``resume=auto`` continues from that checkpoint. At most
-  ``MAX_REQUEUES`` times, so a command that always exits 130 cannot loop forever;
+  ``MAX_REQUEUES`` times, so a command that always exits 138 cannot loop forever;
 - ``JOB_DIR/exit.json`` written at the end (``{"exit_code": N, ...}``), the last source of
   status when the cluster has forgotten the job and keeps no accounting.
 
@@ -58,7 +60,7 @@ SCRIPT_FILE = "job.sbatch"
 ARRAY_FILE = "array.sbatch"
 EXIT_FILE = "exit.json"
 CODE_DIR = "code"
-PREEMPT_EXIT = 130  # stoker's "interrupted, state saved" (SIGINT/SIGTERM/SIGUSR1)
+PREEMPT_EXIT = 138  # 128 + SIGUSR1: the trainer saved a checkpoint on USR1 and stopped
 MAX_REQUEUES = 20
 RDZV_PORT = 29500
 
@@ -246,8 +248,8 @@ class SlurmExecutor(Executor):
             f"if [ $rc -eq {PREEMPT_EXIT} ] && [ \"${{SLURM_RESTART_COUNT:-0}}\" -lt "
             f"{MAX_REQUEUES} ] && \\",
             '   scontrol show job "$SLURM_JOB_ID" | grep -q "JobState=RUNNING"; then',
-            '  echo "stoker: preempted (exit 130, checkpoint saved): requeueing job '
-            '$SLURM_JOB_ID" >&2',
+            f'  echo "stoker: preempted (exit {PREEMPT_EXIT}: stopped on SIGUSR1): requeueing '
+            'job $SLURM_JOB_ID" >&2',
             '  scontrol requeue "$SLURM_JOB_ID" && sleep 600',
             "fi",
             f"printf '{{\"exit_code\": %d, \"ended\": %s, \"slurm_job_id\": \"%s\"}}\\n' "
