@@ -235,3 +235,62 @@ def test_the_same_through_a_login_node(sshd_localhost: SshServer, tmp_path: Path
     _wait(ex, long, until=(JobState.RUNNING,))
     ex.cancel(long)
     assert _wait(ex, long).state is JobState.CANCELLED
+
+
+RANK_SCRIPT = """\
+import os, pathlib, signal, sys, time
+rank, world = os.environ["RANK"], os.environ["WORLD_SIZE"]
+run = os.environ.get("SLURM_RESTART_COUNT", "0")
+print(f"rank {rank} of {world} run {run}", flush=True)
+if os.environ.get("READY_DIR") and run == "0":
+    signal.signal(signal.SIGUSR1, lambda *a: sys.exit(138))  # 'checkpoint saved, stopping'
+    pathlib.Path(os.environ["READY_DIR"], rank).touch()
+    time.sleep(120)
+"""
+
+
+def _rank_task(tmp_path: Path, name: str, ready: Path | None = None) -> Task:
+    project = tmp_path / "project"
+    project.mkdir(exist_ok=True)
+    (project / "rank.py").write_text(RANK_SCRIPT)
+    env = {"READY_DIR": str(ready)} if ready else {}
+    return Task(name=name, program=["rank.py"], job_dir=tmp_path / "exp" / name,
+                workdir=project, env=env)
+
+
+@pytest.mark.integration
+def test_two_processes_under_srun_and_torchrun(slurm_cluster: SlurmCluster, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The multi-process path for real: srun starts torchrun, the node is the rendezvous."""
+    for k, v in slurm_cluster.env.items():
+        monkeypatch.setenv(k, v)
+    ex = get_executor({"kind": "slurm", "nproc_per_node": 2})
+    task = _rank_task(tmp_path, "ddp")
+    handle = ex.submit(task)
+    st = _wait(ex, handle)
+    assert (st.state, st.exit_code) == (JobState.SUCCEEDED, 0), (st, task.stderr.read_text())
+    assert sorted(task.stdout.read_text().splitlines()) == ["rank 0 of 2 run 0",
+                                                           "rank 1 of 2 run 0"]
+
+
+@pytest.mark.integration
+def test_usr1_to_a_torchrun_job_requeues_it(slurm_cluster: SlurmCluster, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """torchrun exits 1 whatever stopped its workers: the step's trap marks the USR1."""
+    for k, v in slurm_cluster.env.items():
+        monkeypatch.setenv(k, v)
+    ex = get_executor({"kind": "slurm", "nproc_per_node": 2})
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    task = _rank_task(tmp_path, "ddp", ready)
+    handle = ex.submit(task)
+    deadline = time.monotonic() + 120
+    while len(list(ready.iterdir())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    slurm_cluster.run("scancel", "--signal=USR1", handle["job_id"])
+    st = _wait(ex, handle, timeout=120)
+    assert (st.state, st.exit_code) == (JobState.SUCCEEDED, 0), (st, task.stderr.read_text())
+    assert slurm_cluster.job_field(handle["job_id"], "Restarts") == "1"
+    lines = task.stdout.read_text().splitlines()
+    assert sorted(ln for ln in lines if ln.startswith("rank")) == [
+        "rank 0 of 2 run 0", "rank 0 of 2 run 1", "rank 1 of 2 run 0", "rank 1 of 2 run 1"]

@@ -24,7 +24,9 @@ The script (``JOB_DIR/job.sbatch``) is what ``--dryrun`` prints:
   time limit ends the job itself first), the script runs ``scontrol requeue
   $SLURM_JOB_ID``; the requeued
   job runs the same command, and ``resume=auto`` continues from that checkpoint. At most
-  ``MAX_REQUEUES`` times, so a command that always exits 138 cannot loop forever;
+  ``MAX_REQUEUES`` times, so a command that always exits 138 cannot loop forever. Under
+  torchrun (which exits 1 whatever stopped its workers) a bash trap around the ``srun``
+  step marks the USR1 in ``JOB_DIR/.preempted``; a non-zero exit with that mark requeues;
 - ``JOB_DIR/exit.json`` written at the end (``{"exit_code": N, ...}``), the last source of
   status when the cluster has forgotten the job and keeps no accounting.
 
@@ -63,6 +65,11 @@ CODE_DIR = "code"
 PREEMPT_EXIT = 138  # 128 + SIGUSR1: the trainer saved a checkpoint on USR1 and stopped
 MAX_REQUEUES = 20
 RDZV_PORT = 29500
+MARK_FILE = ".preempted"
+TORCHRUN_SIGNALS = "SIGTERM,SIGINT,SIGHUP,SIGQUIT,SIGUSR1"  # forwarded to the workers
+# The srun step of a torchrun job: run it, note a USR1 in the marker file, wait it out.
+STEP_TRAP = ('trap "touch \\"$STOKER_PREEMPT_MARK\\"" USR1; "$@" & c=$!; '
+             'while ! wait "$c"; do kill -0 "$c" 2>/dev/null || break; done; wait "$c"')
 
 _PENDING = {"PENDING", "CONFIGURING", "REQUEUED", "REQUEUE_FED", "REQUEUE_HOLD",
             "RESV_DEL_HOLD", "SPECIAL_EXIT", "RESIZING", "POWER_UP_NODE"}
@@ -219,8 +226,10 @@ class SlurmExecutor(Executor):
         run = [self.python(), "-m", "torch.distributed.run", f"--nnodes={c.nodes}",
                f"--nproc-per-node={self._nproc()}", "--rdzv-backend=c10d",
                '--rdzv-endpoint="$STOKER_RDZV_HOST:$STOKER_RDZV_PORT"',
-               '--rdzv-id="$SLURM_JOB_ID"', *task.program]
-        return [*self._srun(task), *run]
+               '--rdzv-id="$SLURM_JOB_ID"', f"--signals-to-handle={TORCHRUN_SIGNALS}",
+               *task.program]
+        # torchrun exits 1 whatever stopped its workers: a trap in the step notes the USR1.
+        return [*self._srun(task), "bash", "-c", '"$STOKER_STEP"', "bash", *run]
 
     def _body(self, task: Task, *, indent: str = "") -> list[str]:
         """Environment, working directory, setup lines and the command of one task."""
@@ -234,21 +243,25 @@ class SlurmExecutor(Executor):
         lines += list(self.config.setup_lines)
         if self._distributed():
             lines += ['STOKER_RDZV_HOST=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | '
-                      'head -n 1)', f'STOKER_RDZV_PORT={RDZV_PORT}']
+                      'head -n 1)', f'STOKER_RDZV_PORT={RDZV_PORT}',
+                      f"export STOKER_PREEMPT_MARK={_q(self._remote_job_dir(task) + '/' + MARK_FILE)}",
+                      'rm -f "$STOKER_PREEMPT_MARK"',
+                      f"STOKER_STEP={_q(STEP_TRAP)}"]
         lines.append("set +e")
         cmd = self._command(task)
-        quoted = [x if x.startswith(("--rdzv-endpoint=", "--rdzv-id=")) else _q(x)
-                  for x in cmd]
+        quoted = [x if x.startswith(("--rdzv-endpoint=", "--rdzv-id=", '"$STOKER_STEP"'))
+                  else _q(x) for x in cmd]
         lines.append(" ".join(quoted))
         return [indent + ln if ln else ln for ln in lines]
 
     def _epilogue(self, job_dir: str) -> list[str]:
         return [
             "rc=$?",
-            f"if [ $rc -eq {PREEMPT_EXIT} ] && [ \"${{SLURM_RESTART_COUNT:-0}}\" -lt "
-            f"{MAX_REQUEUES} ] && \\",
+            f"if {{ [ $rc -eq {PREEMPT_EXIT} ] || {{ [ $rc -ne 0 ] && "
+            '[ -e "${STOKER_PREEMPT_MARK:-/nonexistent}" ]; }; } && \\',
+            f"   [ \"${{SLURM_RESTART_COUNT:-0}}\" -lt {MAX_REQUEUES} ] && \\",
             '   scontrol show job "$SLURM_JOB_ID" | grep -q "JobState=RUNNING"; then',
-            f'  echo "stoker: preempted (exit {PREEMPT_EXIT}: stopped on SIGUSR1): requeueing '
+            '  echo "stoker: preempted (stopped on SIGUSR1, exit $rc): requeueing '
             'job $SLURM_JOB_ID" >&2',
             '  scontrol requeue "$SLURM_JOB_ID" && sleep 600',
             "fi",
