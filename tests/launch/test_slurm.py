@@ -44,9 +44,15 @@ def _wait(ex: SlurmExecutor, handle: dict, timeout: float = 90.0,
 
 
 @pytest.fixture
-def slurm(slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmExecutor:
+def cluster(slurm_cluster: SlurmCluster, monkeypatch: pytest.MonkeyPatch) -> SlurmCluster:
+    """The real cluster, with this process's Slurm commands pointed at it."""
     for k, v in slurm_cluster.env.items():
         monkeypatch.setenv(k, v)
+    return slurm_cluster
+
+
+@pytest.fixture
+def slurm(cluster: SlurmCluster) -> SlurmExecutor:
     return get_executor({"kind": "slurm", "signal": None})  # type: ignore[return-value]
 
 
@@ -259,11 +265,8 @@ def _rank_task(tmp_path: Path, name: str, ready: Path | None = None) -> Task:
 
 
 @pytest.mark.integration
-def test_two_processes_under_srun_and_torchrun(slurm_cluster: SlurmCluster, tmp_path: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_two_processes_under_srun_and_torchrun(cluster: SlurmCluster, tmp_path: Path) -> None:
     """The multi-process path for real: srun starts torchrun, the node is the rendezvous."""
-    for k, v in slurm_cluster.env.items():
-        monkeypatch.setenv(k, v)
     ex = get_executor({"kind": "slurm", "nproc_per_node": 2})
     task = _rank_task(tmp_path, "ddp")
     handle = ex.submit(task)
@@ -274,11 +277,8 @@ def test_two_processes_under_srun_and_torchrun(slurm_cluster: SlurmCluster, tmp_
 
 
 @pytest.mark.integration
-def test_usr1_to_a_torchrun_job_requeues_it(slurm_cluster: SlurmCluster, tmp_path: Path,
-                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_usr1_to_a_torchrun_job_requeues_it(cluster: SlurmCluster, tmp_path: Path) -> None:
     """torchrun exits 1 whatever stopped its workers: the step's trap marks the USR1."""
-    for k, v in slurm_cluster.env.items():
-        monkeypatch.setenv(k, v)
     ex = get_executor({"kind": "slurm", "nproc_per_node": 2})
     ready = tmp_path / "ready"
     ready.mkdir()
@@ -287,10 +287,31 @@ def test_usr1_to_a_torchrun_job_requeues_it(slurm_cluster: SlurmCluster, tmp_pat
     deadline = time.monotonic() + 120
     while len(list(ready.iterdir())) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
-    slurm_cluster.run("scancel", "--signal=USR1", handle["job_id"])
+    cluster.run("scancel", "--signal=USR1", handle["job_id"])
     st = _wait(ex, handle, timeout=120)
     assert (st.state, st.exit_code) == (JobState.SUCCEEDED, 0), (st, task.stderr.read_text())
-    assert slurm_cluster.job_field(handle["job_id"], "Restarts") == "1"
+    assert cluster.job_field(handle["job_id"], "Restarts") == "1"
     lines = task.stdout.read_text().splitlines()
     assert sorted(ln for ln in lines if ln.startswith("rank")) == [
         "rank 0 of 2 run 0", "rank 0 of 2 run 1", "rank 1 of 2 run 0", "rank 1 of 2 run 1"]
+
+
+@pytest.mark.integration
+def test_remote_dir_ships_the_job_folder_and_fetches_its_logs(
+        sshd_localhost: SshServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A login node that does not share our filesystem: the folder goes over SSH."""
+    monkeypatch.delenv("SLURM_CONF", raising=False)
+    remote = tmp_path / "cluster_fs"
+    ex = get_executor({
+        "kind": "slurm", "host": sshd_localhost.host, "port": sshd_localhost.port,
+        "user": sshd_localhost.user, "identity": str(sshd_localhost.identity),
+        "ssh_options": [f"UserKnownHostsFile={sshd_localhost.known_hosts}"],
+        "remote_dir": str(remote)})
+    task = _task(tmp_path, "far", "import helper, os; print(helper.VALUE, os.getcwd())")
+    handle = ex.submit(task)
+    remote_job = remote / task.job_id
+    assert handle["remote_job_dir"] == str(remote_job)
+    st = _wait(ex, handle)
+    assert (st.state, st.exit_code) == (JobState.SUCCEEDED, 0), st
+    assert not task.stdout.exists() or task.stdout.read_text() == ""  # ran over there
+    assert ex.log_files(handle)[0].read_text() == f"42 {remote_job / 'code'}\n"

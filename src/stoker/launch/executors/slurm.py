@@ -437,8 +437,7 @@ class SlurmExecutor(Executor):
 
     def cancel(self, handle: dict[str, Any]) -> None:
         res = self._shell_of(handle).run(f"scancel {_q(handle['job_id'])}")
-        if res.returncode != 0 and "already completed" not in res.stderr \
-                and "Invalid job id" not in res.stderr:
+        if res.returncode != 0 and not self.status(handle).state.is_terminal:
             raise RunError(f"scancel {handle['job_id']} failed: {res.stderr.strip()}")
 
     def log_files(self, handle: dict[str, Any]) -> list[Path]:
