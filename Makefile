@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # The CPU build of torch lies on local disk; an unpinned torch would download GBs of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-all bench install dev clean lint-imports
+.PHONY: demo test test-all bench install dev clean lint-imports engines
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -44,6 +44,11 @@ lint-imports: $(DEV_STAMP)
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run_all.py
+
+# Root-only provisioning of the real engines the launch tests use (Slurm + munge, Docker, sshd).
+# Not part of `make test`: without it those tests report "skipped: no engine" instead.
+engines:
+	bash tools/engines/install.sh
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info

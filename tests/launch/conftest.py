@@ -12,6 +12,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
 
 from train_helpers import tiny_corpus_text  # noqa: E402
 
+from tests._shared.engines import (  # noqa: E402,F401 - fixtures
+    docker_engine,
+    docker_image,
+    slurm_cluster,
+    sshd_localhost,
+)
+
 
 @pytest.fixture(scope="session")
 def tiny_data(tmp_path_factory: pytest.TempPathFactory) -> Path:

@@ -146,6 +146,8 @@ class SlurmConfig(_Executor):
     port: int = Field(22, ge=1, le=65535, description="SSH port.")
     ssh_timeout_s: float = Field(20.0, gt=0, description="Give up on an SSH login node that "
                                  "does not answer within this many seconds.")
+    ssh_options: list[str] = Field(default_factory=list, description="Extra `ssh -o` "
+                                   "options, e.g. UserKnownHostsFile=~/.ssh/cluster_hosts.")
     remote_dir: str | None = Field(None, description="Job folders on the cluster's filesystem "
                                    "(SSH); None: the local job store (a shared filesystem).")
     python: str | None = Field(None, description="Python on the cluster; None: this "
