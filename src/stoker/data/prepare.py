@@ -56,6 +56,7 @@ class Progress:
     total_units: int = 0
     done_units: int = 0
     resumed_units: int = 0
+    already_prepared: bool = False  # the output already held this exact dataset: nothing done
     documents: int = 0
     tokens: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -99,11 +100,12 @@ def _as_specs(inputs: Any, text_field: str) -> list[InputSpec]:
     return out
 
 
-def _expand_weighted(specs: list[InputSpec]) -> list[Source]:
-    """Expand inputs; blend-file shares become per-source repeat factors (by input bytes)."""
+def _expand_weighted(specs: list[InputSpec], out: Path) -> list[Source]:
+    """Expand inputs (never listing ``out``); blend-file shares become per-source repeat
+    factors (by input bytes)."""
     if not any(s.share for s in specs):
-        return expand_inputs(specs)
-    groups = [expand_inputs([s]) for s in specs]
+        return expand_inputs(specs, exclude=out)
+    groups = [expand_inputs([s], exclude=out) for s in specs]
     total_bytes = sum(src.size for g in groups for src in g)
     total_w = sum(s.weight for s in specs)
     out: list[Source] = []
@@ -426,8 +428,11 @@ def prepare(
         pick_dtype(tokenizer.vocab_size, dtype)  # fail early on a too-small dtype
 
     specs = _as_specs(inputs, text_field)
-    sources = _expand_weighted(specs)
     out = Path(output_dir).expanduser().resolve()
+    # An output directory inside an input directory is left out of the listing (its shards
+    # and metadata.json are not input), so `-i corpus/ -o corpus/prepared` works and a
+    # re-run finds its finished dataset. A file named directly inside it is refused below.
+    sources = _expand_weighted(specs, out)
     out_prefix = str(out).rstrip(os.sep) + os.sep
     for s in sources:  # source paths are absolute and normalised (os.path.abspath)
         if s.path == str(out) or s.path.startswith(out_prefix):
@@ -488,6 +493,7 @@ def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines,
             old = None
         if old == fingerprint and not overwrite:
             prog.phase = "done"
+            prog.already_prepared = True
             emit(prog)
             return out
         if not overwrite:
