@@ -10,6 +10,8 @@ import os
 import tempfile
 from pathlib import Path
 
+from stoker.errors import UserError
+
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make renames inside ``path`` durable (a no-op where directories cannot be opened)."""
@@ -48,3 +50,20 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview, *
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> None:
     """:func:`atomic_write_bytes` for UTF-8 text."""
     atomic_write_bytes(path, text.encode("utf-8"), fsync=fsync)
+
+
+def check_dir_path(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse (UserError, exit 2) a directory path that is a file or lies under one.
+
+    Called before any work, so ``--output-dir notes.txt`` fails at once with a message
+    instead of an ``ENOTDIR`` traceback after minutes of work. A missing directory is fine:
+    the writer creates it and its parents.
+    """
+    p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    for cand in (p, *p.parents):
+        if cand.exists() or cand.is_symlink():
+            if not cand.is_dir():
+                where = "is a file" if cand == p else f"lies under {cand}, which is a file"
+                raise UserError(f"{what} {path} {where}, not a directory; choose a directory "
+                                "path (it is created if missing)")
+            return

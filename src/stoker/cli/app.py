@@ -6,6 +6,7 @@ only typer at module level so that ``stoker --help`` never pays for torch or hyd
 """
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -23,6 +24,9 @@ COMMAND_MODULES = (
 )
 
 _VERBOSE_ENV = "STOKER_VERBOSE"
+# OSErrors that say the machine, not the input or the code, failed: a full disk, a quota,
+# a file size limit, an I/O error.
+_ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO})
 
 
 def _version_callback(value: bool) -> None:
@@ -93,6 +97,15 @@ def report_exception(e: BaseException) -> int:
     if isinstance(e, StokerError):
         print_error(str(e), e if verbose else None)
         return e.exit_code
+    if isinstance(e, OSError) and e.errno in _ENVIRONMENT_ERRNOS:
+        # A full disk or a failing device, met where no library code typed it: the run
+        # failed (exit 1), and a traceback would only hide the one line that matters.
+        from stoker.errors import write_failure
+
+        failure = write_failure(e, "its output")
+        print_error(f"{failure}{'' if verbose else ' (run with -v for the traceback)'}",
+                    e if verbose else None)
+        return failure.exit_code
     # Not a user mistake: a bug or a failure inside the run. Show the traceback.
     print_error(f"run failed: {type(e).__name__}: {e}", e)
     return 1

@@ -153,8 +153,10 @@ def prepare_cmd(
     if register_name is not None:
         # a bad name fails before any work, so nothing is prepared or half-registered
         from stoker.artifacts.names import validate_name
+        from stoker.artifacts.registry import resolve_registry
 
         validate_name(register_name)
+        resolve_registry(registry)  # a registry path that is a file: refused before the work
     inputs: list = list(input_path or [])
     if blend is not None:
         from stoker.data.blend import read_blend_file

@@ -142,10 +142,12 @@ def demo(
     output_dir: str = typer.Option(DEMO_DIR, "--output-dir", help="Run directory of the demo."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override the length."),
 ) -> int:
+    from stoker.atomic import check_dir_path
     from stoker.config import compose
     from stoker.data.corpus import ensure_default_dataset
     from stoker.train.loading import load_trained
 
+    check_dir_path(output_dir, "--output-dir")  # before minutes of corpus preparation
     typer.echo("stoker demo: a small GPT learns to write Python, character by character.")
     typer.echo("1/3 preparing the built-in corpus (Python's standard library sources; "
                "cached after the first time)...")

@@ -41,7 +41,8 @@ from stoker.data.sources import (
     read_piece,
     scan_source,
 )
-from stoker.errors import DataError, Interrupted
+from stoker.atomic import check_dir_path
+from stoker.errors import DataError, Interrupted, write_failure
 
 TYPES = ("char", "subword")
 
@@ -429,6 +430,7 @@ def prepare(
 
     specs = _as_specs(inputs, text_field)
     out = Path(output_dir).expanduser().resolve()
+    check_dir_path(out, "--output-dir")
     # An output directory inside an input directory is left out of the listing (its shards
     # and metadata.json are not input), so `-i corpus/ -o corpus/prepared` works and a
     # re-run finds its finished dataset. A file named directly inside it is refused below.
@@ -466,7 +468,6 @@ def prepare(
 def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines, dtype, type, ratios,
                      shard_size_mb, append_eos, state, out, overwrite, prog, emit, fsync, command,
                      t0, scan_chars, covered, **_unused) -> Path:
-    from stoker import __version__
     from stoker.data.tokenizers import CharTokenizer
 
     if tokenizer is None:  # char vocabulary built from the corpus
@@ -511,6 +512,24 @@ def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines,
             state = "empty"
 
     created = state == "absent"
+    done: dict[int, dict[str, Any]] = {}
+    try:
+        return _write_dataset(**locals())
+    except OSError as exc:  # a full disk: keep committed shards for a resume, else nothing
+        if not done:
+            shutil.rmtree(out, ignore_errors=True) if created else _clear_dataset(out)
+        kept = (f"the {len(done)} shard(s) committed so far are kept: run the same command "
+                "again to resume once there is room" if done else "nothing was kept")
+        raise write_failure(exc, f"the dataset {out}",
+                            f"Free space on that disk or choose another --output-dir; {kept}.") from exc
+
+
+def _write_dataset(*, pool, units, splits, tokenizer, sources, skip_bad_lines, type, ratios,
+                   append_eos, state, out, prog, emit, fsync, command, t0, out_dtype, settings,
+                   fingerprint, created, done, **_unused) -> Path:
+    """Write the shards (resuming committed ones), then metadata.json last."""
+    from stoker import __version__
+
     work = out / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
     if state != "unfinished":
@@ -520,7 +539,6 @@ def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines,
         }, fsync=fsync)
 
     # which units are already committed?
-    done: dict[int, dict[str, Any]] = {}
     for u in units:
         mp = work / f"unit-{u.index:05d}.json"
         if mp.is_file():

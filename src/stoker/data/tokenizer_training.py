@@ -11,9 +11,10 @@ import shutil
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from stoker.atomic import check_dir_path
 from stoker.data.sources import InputSpec, ReadStats, expand_inputs, plan_units, read_piece, scan_source
 from stoker.data.tokenizers import Tokenizer, train_tokenizer
-from stoker.errors import DataError
+from stoker.errors import DataError, write_failure
 
 TYPES = ("bpe", "unigram", "char")
 
@@ -52,6 +53,7 @@ def train_tokenizer_to_dir(
     if type != "char" and vocab_size < 16:
         raise DataError(f"--vocab-size {vocab_size} is too small (use at least 16)")
     out = Path(output_dir).expanduser().resolve()
+    check_dir_path(out, "--output-dir")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DataError(f"--output-dir {out} already exists and is not empty; pass --overwrite "
                         "to replace it or choose another directory")
@@ -69,9 +71,13 @@ def train_tokenizer_to_dir(
         raise DataError("the input holds no text to train a tokenizer on")
     tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
-    tok.save(tmp)
-    if out.exists():
-        shutil.rmtree(out) if out.is_dir() else out.unlink()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tok.save(tmp)
+        if out.exists():
+            shutil.rmtree(out) if out.is_dir() else out.unlink()
+        os.replace(tmp, out)
+    except OSError as exc:  # a full disk: no temp folder left, a message instead of a traceback
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise write_failure(exc, f"the tokenizer {out}") from exc
     return tok

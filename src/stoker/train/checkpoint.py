@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from stoker.errors import CheckpointError
+from stoker.errors import CheckpointError, CheckpointSaveError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -840,7 +840,7 @@ class CheckpointManager:
         if self.fsync:
             _fsync_dir(final)
 
-    def _save_error(self, step: int, exc: OSError, current: str | None) -> CheckpointError:
+    def _save_error(self, step: int, exc: OSError, current: str | None) -> CheckpointSaveError:
         import errno
 
         prev = self.latest()
@@ -859,7 +859,7 @@ class CheckpointManager:
             if prev is not None
             else "No earlier checkpoint exists."
         )
-        return CheckpointError(
+        return CheckpointSaveError(  # the run failed (exit 1); the input was fine
             f"could not save checkpoint {step_dir_name(step)} in {self.root}: {cause}. "
             f"Nothing partial was left behind. {kept} {fix}"
         )

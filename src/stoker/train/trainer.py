@@ -51,7 +51,7 @@ from stoker.train.evaluate import evaluate, model_inputs, to_device
 from stoker.train.keys import check_keys, get_by_key
 from stoker.train.optim import build_optimizer
 from stoker.train.precision import Precision
-from stoker.train.run_dir import RunPlan, plan_run_dir, write_run_files
+from stoker.train.run_dir import RunPlan, opening_outputs, plan_run_dir, write_run_files
 from stoker.train.schema import TrainRecipe
 
 __all__ = ["FitResult", "Trainer", "lr_factor"]
@@ -166,7 +166,8 @@ class Trainer:
         done = self._already_done()
         if done is not None:
             return done
-        self._open_outputs(plan, resumed)
+        with opening_outputs(self.run_dir):
+            self._open_outputs(plan, resumed)
         log.info("%s: %s (step %d of %d)", plan.note, self.run_dir, self.step, self.max_steps)
         try:
             self.callbacks.on_fit_start(self)
