@@ -172,6 +172,8 @@ def test_every_bad_input_exits_2_and_writes_nothing(stoker_cmd, tmp_path, corpus
         (["--input-path", txt, "--type", "word"], "unknown --type 'word'"),
         (["--input-path", txt, "--split-ratios", "0.8,0.1"], "sum to 0.9"),
         (["--input-path", txt, "--split-ratios", "1.1,-0.05,-0.05"], "must not be negative"),
+        (["--input-path", txt, "--split-ratios", "nan,0.5,0.5"], "must be a finite number"),
+        (["--input-path", txt, "--split-ratios", "0.5,inf,0.5"], "must be a finite number"),
         (["--input-path", bad_jsonl], "bad.jsonl:3: not valid JSON"),
         (["--input-path", nofield], "nofield.jsonl:2: no field 'text'"),
         (["--input-path", txt, "--tokenizer-path", tmp_path / "bigtok", "--dtype", "uint16"],

@@ -70,7 +70,7 @@ def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     progress = ProgressCallback(quiet=quiet)
     trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[progress],
                       data_from_artifact=from_art)
-    with console_logging():
+    with console_logging(progress):
         try:
             result = trainer.fit()
         finally:

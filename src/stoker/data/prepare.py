@@ -82,7 +82,10 @@ def parse_split_ratios(value: str | Sequence[float]) -> tuple[float, ...]:
     if not 1 <= len(ratios) <= 3:
         raise DataError(f"--split-ratios {value!r}: give 1 to 3 ratios (train,valid,test), "
                         "for example 0.9,0.05,0.05")
-    if any(r < 0 or math.isnan(r) for r in ratios):
+    if not all(math.isfinite(r) for r in ratios):
+        raise DataError(f"--split-ratios {value!r}: every ratio must be a finite number "
+                        "(not nan or inf), for example 0.9,0.05,0.05")
+    if any(r < 0 for r in ratios):
         raise DataError(f"--split-ratios {value!r}: ratios must not be negative")
     if abs(sum(ratios) - 1.0) > 1e-6:
         raise DataError(f"--split-ratios {value!r}: ratios sum to {sum(ratios):g}, they must sum "
