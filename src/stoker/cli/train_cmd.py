@@ -110,8 +110,9 @@ def eval_cmd(
 ) -> int:
     from stoker.train.evaluate import evaluate_checkpoint
 
-    metrics, ckpt = evaluate_checkpoint(path, split=split, max_batches=batches)
+    metrics, ckpt, evaluated = evaluate_checkpoint(path, split=split, max_batches=batches)
     typer.echo(f"checkpoint: {ckpt}")
+    typer.echo(f"split: {evaluated}")
     for k, v in metrics.items():
         typer.echo(f"{k}: {v:.6g}")
     return 0
