@@ -8,9 +8,11 @@
 1. Builds a >= --mb MB text corpus from the built-in corpus (stdlib .py files, copied
    into numbered directories) under benchmarks/_work/ (git-ignored).
 2. Subword: ``stoker data prepare --type subword`` with a ByteLevel BPE 8192 tokenizer and
-   --workers N, against ``tokenizers.Tokenizer.encode_batch`` of the same documents with
-   RAYON_NUM_THREADS=N (documents already in memory: the baseline pays no I/O), in the
-   same run. Prints the ratio (goal >= 0.9x) and stoker's peak RSS (process tree).
+   --workers N, against HF tokenizers encoding the same documents with RAYON_NUM_THREADS=N
+   (documents already in memory: the baseline pays no I/O), in the same run. The headline
+   ratio is against ``encode_batch_fast``, the call stoker itself makes (like for like);
+   ``encode_batch`` (slower: it also computes offsets) is printed beside it, labelled. Prints
+   the ratio (goal >= 0.9x), stoker's peak RSS (process tree) and the caveats.
 3. Char: ``stoker data prepare --type char`` MB/s (goal >= 100 MB/s).
 """
 from __future__ import annotations
@@ -122,6 +124,14 @@ def baseline(tok_json: Path, corpus: Path, workers: int, fast: bool) -> tuple[fl
     return float(out[0]), int(out[1]), int(out[2]), float(out[3])
 
 
+SUBWORD_CAVEATS = """caveats:
+  - the HF baseline times encoding alone, documents already in memory; stoker's time is end
+    to end (process start, reading, SHA-256 of every input, writing shards and metadata);
+  - both use the same tokenizer.json and thread count; stoker calls encode_batch_fast;
+  - wall times on a shared machine move with the neighbours: the CPU ratio above is the
+    steadier figure."""
+
+
 def main() -> None:
     global LAST_CPU_S
     ap = argparse.ArgumentParser()
@@ -179,10 +189,15 @@ def main() -> None:
               f"{rss:6.0f} MB  ({md['total_tokens']:,} tokens incl. one eos per document)")
         print(f"CPU ratio HF encode_batch_fast / stoker = {f_cpu / LAST_CPU_S:.2f}x (stoker's CPU "
               f"includes startup, reading, SHA-256 and writing); load average {os.getloadavg()[0]:.1f}")
-        print(f"ratio stoker / HF encode_batch = {b_dt / dt:.2f}x (goal >= 0.9x); "
-              f"vs encode_batch_fast = {f_dt / dt:.2f}x")
+        print(f"ratio stoker / HF encode_batch_fast = {f_dt / dt:.2f}x (goal >= 0.9x; like for "
+              "like: stoker encodes with encode_batch_fast)")
+        print(f"  not like for like: stoker / HF encode_batch = {b_dt / dt:.2f}x (encode_batch also "
+              "computes character offsets, which stoker does not use; DESIGN.md's 2.1 MB/s peer "
+              "figure is this call)")
+        print(SUBWORD_CAVEATS)
         results.update(subword_mb_s=nbytes / 1e6 / dt, hf_encode_batch_mb_s=b_bytes / 1e6 / b_dt,
-                       hf_fast_mb_s=b_bytes / 1e6 / f_dt, ratio=b_dt / dt, subword_peak_rss_mb=rss,
+                       hf_fast_mb_s=b_bytes / 1e6 / f_dt, ratio_vs_fast=f_dt / dt,
+                       ratio_vs_encode_batch=b_dt / dt, subword_peak_rss_mb=rss,
                        cpu_ratio_vs_fast=f_cpu / LAST_CPU_S)
     print(json.dumps({k: round(v, 3) for k, v in results.items()}))
 

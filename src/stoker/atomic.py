@@ -14,6 +14,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
+from stoker.errors import UserError
+
 
 def fsync_dir(path: str | os.PathLike[str]) -> None:
     """Make renames inside ``path`` durable (a no-op where directories cannot be opened)."""
@@ -60,7 +62,8 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
 
     Readers never see a half-written directory: on success the old ``target`` (a file or
     a directory) is removed and the staged one renamed over it; on an error the staged
-    directory is removed and ``target`` is left as it was. (Two renames cannot replace a
+    directory is removed and ``target`` is left as it was (an error in the swap itself
+    removes the staged directory too). (Two renames cannot replace a
     non-empty directory in one step, so a crash between removing the old one and the
     rename leaves no ``target`` rather than a torn one.)
     """
@@ -72,10 +75,31 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    if target.is_dir() and not target.is_symlink():
-        shutil.rmtree(target)
-    elif target.exists() or target.is_symlink():
-        target.unlink()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(tmp, target)
+    try:
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(tmp, target)
+    except BaseException:  # the swap failed (a full disk, a file in the way): no temp left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     fsync_dir(target.parent)
+
+
+def check_dir_path(path: str | os.PathLike[str], what: str) -> None:
+    """Refuse (UserError, exit 2) a directory path that is a file or lies under one.
+
+    Called before any work, so ``--output-dir notes.txt`` fails at once with a message
+    instead of an ``ENOTDIR`` traceback after minutes of work. A missing directory is fine:
+    the writer creates it and its parents.
+    """
+    p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+    for cand in (p, *p.parents):
+        if cand.exists() or cand.is_symlink():
+            if not cand.is_dir():
+                where = "is a file" if cand == p else f"lies under {cand}, which is a file"
+                raise UserError(f"{what} {path} {where}, not a directory; choose a directory "
+                                "path (it is created if missing)")
+            return

@@ -140,3 +140,40 @@ def test_gc_age_parsing() -> None:
     for bad in ("soon", "-1h", "nanh", "infh", "1e9d", "h", ""):
         with pytest.raises(UserError, match="is not an age"):
             parse_age(bad)
+
+
+@pytest.mark.integration
+def test_cli_list_counts_live_versions_and_verify_reports_added_files(
+        tmp_path: Path, stoker_cmd: list[str], cli_env: dict) -> None:
+    reg_dir = tmp_path / "reg"
+    reg = Registry(reg_dir)
+    data = _prepared(tmp_path)
+    for _ in range(3):
+        register_prepared_dataset(data, "tiny-data", registry=reg, mode="copy")
+    r = ["--registry", str(reg_dir)]
+
+    def run(*args: str, code: int = 0) -> subprocess.CompletedProcess:
+        p = subprocess.run([*stoker_cmd, "artifacts", *args], capture_output=True, text=True, env=cli_env)
+        assert p.returncode == code, (p.stdout, p.stderr)
+        assert "Traceback" not in p.stderr
+        return p
+
+    def listed() -> dict:
+        return {e["name"]: e for e in json.loads(run("list", "--json", *r).stdout)}
+
+    assert listed()["tiny-data"]["versions"] == 3
+    run("rm", "tiny-data:v3", *r)
+    run("rm", "tiny-data:v1", *r)
+    entry = listed()["tiny-data"]
+    assert entry["versions"] == 1 and entry["latest"] == 2  # removed versions are not counted
+    run("rm", "tiny-data:v2", *r)
+    assert "tiny-data" not in listed()  # nothing left to load: not listed
+    assert "No artifacts" in run("list", *r).stdout
+
+    # a file added to a stored version fails verify (exit 1) and is named
+    register_prepared_dataset(data, "more-data", registry=reg, mode="copy")
+    stored = Path(json.loads(run("show", "more-data:v1", *r).stdout)["artifact"]["path"])
+    assert "ok" in run("verify", "more-data:v1", *r).stdout
+    (stored / "train" / "shard-99999.bin").write_bytes(b"sneaked in")
+    err = run("verify", "more-data:v1", *r, code=1).stderr
+    assert "FAILED" in err and "train/shard-99999.bin" in err and "added" in err

@@ -162,3 +162,11 @@ def test_seed_nemo_run_examples_and_exit_codes(tmp_path):
     r = run([sys.executable, str(script), "model=ctrlc"], tmp_path)
     assert r.returncode == 130
     assert_user_error(run([sys.executable, str(script)], tmp_path), "model", "missing required value")
+
+
+@pytest.mark.parametrize("special", ["/dev/zero", "."])
+def test_override_from_a_path_that_is_not_a_regular_file(stoker_cmd, tmp_path, special):
+    """`key=@/dev/zero` (a device) or `key=@.` (a directory) is not "missing": say what it is."""
+    r = run([*stoker_cmd, "config", "validate", "example-linear", f"optim=@{special}"], tmp_path)
+    assert_user_error(r, f"optim=@{special}", "is not a regular file")
+    assert "does not exist" not in r.stderr

@@ -172,6 +172,8 @@ def test_every_bad_input_exits_2_and_writes_nothing(stoker_cmd, tmp_path, corpus
         (["--input-path", txt, "--type", "word"], "unknown --type 'word'"),
         (["--input-path", txt, "--split-ratios", "0.8,0.1"], "sum to 0.9"),
         (["--input-path", txt, "--split-ratios", "1.1,-0.05,-0.05"], "must not be negative"),
+        (["--input-path", txt, "--split-ratios", "nan,0.5,0.5"], "must be a finite number"),
+        (["--input-path", txt, "--split-ratios", "0.5,inf,0.5"], "must be a finite number"),
         (["--input-path", bad_jsonl], "bad.jsonl:3: not valid JSON"),
         (["--input-path", nofield], "nofield.jsonl:2: no field 'text'"),
         (["--input-path", txt, "--tokenizer-path", tmp_path / "bigtok", "--dtype", "uint16"],
@@ -253,3 +255,26 @@ def test_register_pipes_the_artifact_and_shows_in_registry(stoker_cmd, tmp_path,
     assert not any("evil" in str(p) for p in tmp_path.rglob("*"))
     r5 = run(stoker_cmd, "artifacts", "list", "--registry", reg, env=cli_env)
     assert r5.returncode == 0 and "evil" not in r5.stdout and "x" in r5.stdout
+
+
+def test_output_inside_the_input_directory_reruns_as_already_prepared(stoker_cmd, tmp_path, corpus_dir):
+    """`-i corpus/ -o corpus/prepared`: the output is left out of the input listing, so the
+    re-run finds its own finished dataset ("already prepared", exit 0, nothing rewritten)
+    instead of reading its metadata.json and shards as input."""
+    import shutil
+
+    corpus = tmp_path / "corpus"
+    shutil.copytree(corpus_dir / "part0", corpus)
+    out = corpus / "prepared"
+    first = run(stoker_cmd, "data", "prepare", "-i", corpus, "-o", out, "-q")
+    assert first.returncode == 0, first.stderr
+    assert first.stdout.startswith("prepared ")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    for spec in (corpus, str(corpus / "**")):  # a directory and a recursive glob
+        again = run(stoker_cmd, "data", "prepare", "-i", spec, "-o", out, "-q")
+        assert again.returncode == 0, again.stderr
+        assert again.stdout.startswith(f"already prepared {out}:"), again.stdout
+        assert before == {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    # the output's own files named directly are still refused as input
+    r = run(stoker_cmd, "data", "prepare", "-i", out / "metadata.json", "-o", out, "-q")
+    assert r.returncode == 2 and "lies inside the output directory" in r.stderr

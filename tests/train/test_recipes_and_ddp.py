@@ -55,7 +55,7 @@ def test_digits_cnn_reaches_useful_accuracy_and_eval_reports_it(stoker_cmd, tmp_
     acc = [r["eval/accuracy"] for r in read_metrics(out) if "eval/accuracy" in r]
     assert len(acc) == 2 and acc[-1] > 0.8
     ev = run_cli(stoker_cmd, "eval", str(out), check=True)
-    assert "valid/accuracy" in ev.stdout
+    assert "eval/accuracy:" in ev.stdout and "split: valid" in ev.stdout
 
 
 DIST_COMMON = ["trainer.max_steps=6", "trainer.eval_every=3", "checkpoint.every_steps=3"]

@@ -55,7 +55,8 @@ class VerifyReport:
 
     @property
     def ok(self) -> bool:
-        return not self.missing and not self.changed
+        # a version is immutable: a file added after publishing fails it as a changed one does
+        return not self.missing and not self.changed and not self.extra
 
     def summary(self) -> str:
         if self.ok:
@@ -65,6 +66,9 @@ class VerifyReport:
             parts.append(f"{len(self.missing)} missing: {', '.join(self.missing[:5])}")
         if self.changed:
             parts.append(f"{len(self.changed)} changed: {', '.join(self.changed[:5])}")
+        if self.extra:
+            parts.append(f"{len(self.extra)} not in the manifest (added after publishing): "
+                         f"{', '.join(self.extra[:5])}")
         return f"FAILED ({self.root}): " + "; ".join(parts)
 
     def to_dict(self) -> dict[str, Any]:

@@ -127,6 +127,18 @@ class FsspecRegistry(ArtifactRegistry):
 
     # -- publish -----------------------------------------------------------------------
     def publish(self, artifact: A, name: str, *, mode: str = "copy", aliases: Iterable[str] = ()) -> A:
+        try:
+            return self._publish(artifact, name, mode=mode, aliases=aliases)
+        except OSError as exc:  # a full disk mid-copy: a message, not a traceback (exit 1)
+            from stoker.errors import write_failure
+
+            raise write_failure(
+                exc, f"art://{name} into the registry {self.url}",
+                "Free space on that disk or choose another registry; a version is visible "
+                "only once its marker is written, and `stoker artifacts gc` removes the data "
+                "a failed publish copied.") from exc
+
+    def _publish(self, artifact: A, name: str, *, mode: str, aliases: Iterable[str]) -> A:
         import fsspec
 
         validate_name(name)
@@ -300,14 +312,15 @@ class FsspecRegistry(ArtifactRegistry):
     def list(self) -> list[ArtifactEntry]:
         out = []
         for name in self.store.listdir(self.store.path("artifacts")):
-            top = self._top(name, self._read_hint(name))
-            try:
-                latest = self._latest(name) if top else None
-            except ArtifactError:
-                latest = None
+            # versions a user can load: removed ones (tombstones) keep their number taken but
+            # are not counted, and a name with none (all removed, or a publish that failed
+            # before its first marker) is not listed
+            live = [v for v in self.versions(name) if not v.deleted]
+            if not live:
+                continue
+            latest = live[-1]
             out.append(ArtifactEntry(
-                name=name, type=latest.type if latest else None,
-                latest=latest.version if latest else None, versions=top,
+                name=name, type=latest.type, latest=latest.version, versions=len(live),
                 aliases=self.aliases(name),
             ))
         return out

@@ -21,7 +21,7 @@ import threading
 import uuid
 from typing import Any
 
-from stoker.atomic import atomic_write_bytes
+from stoker.atomic import atomic_write_bytes, check_dir_path
 from stoker.atomic import fsync_dir as _fsync_dir
 from stoker.errors import RegistryError
 
@@ -47,6 +47,7 @@ class Store:
         self.root = root.rstrip("/") if root not in ("/", "") else root
         if self.is_local:
             self.root = os.path.abspath(self.root)
+            check_dir_path(self.root, "registry")  # a file in the way: exit 2, not ENOTDIR
 
     # -- paths -------------------------------------------------------------------------
     def path(self, *parts: str) -> str:

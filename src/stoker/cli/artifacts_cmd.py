@@ -97,7 +97,9 @@ def lineage_cmd(uri: str = typer.Argument(..., help="art://NAME[:vN|:ALIAS|:late
     renderers = {"mermaid": lineage.to_mermaid, "dot": lineage.to_dot, "json": lineage.to_json}
     if fmt not in (*renderers, "tree"):
         raise UserError(f"Unknown --format {fmt!r}; use tree, mermaid, dot or json.")
-    node = lineage.build_lineage(_registry(registry), uri)
+    reg = _registry(registry)
+    reg.resolve(uri)  # an unknown artifact is an error (exit 2), not a one-node "?" tree
+    node = lineage.build_lineage(reg, uri)
     if fmt == "tree":
         _console().print(lineage.to_rich_tree(node))
     else:

@@ -38,6 +38,7 @@ class _ProgressView:
         self._task = None
         self._phase = None
         self._last = 0.0
+        self.already_prepared = False  # the last report said the output was already done
 
     def __enter__(self):
         return self
@@ -50,6 +51,7 @@ class _ProgressView:
     def __call__(self, p) -> None:
         import time
 
+        self.already_prepared = bool(getattr(p, "already_prepared", False))
         if not self.enabled:
             return
         elapsed = max(1e-9, time.monotonic() - p.started)
@@ -151,8 +153,10 @@ def prepare_cmd(
     if register_name is not None:
         # a bad name fails before any work, so nothing is prepared or half-registered
         from stoker.artifacts.names import validate_name
+        from stoker.artifacts.registry import resolve_registry
 
         validate_name(register_name)
+        resolve_registry(registry)  # a registry path that is a file: refused before the work
     inputs: list = list(input_path or [])
     if blend is not None:
         from stoker.data.blend import read_blend_file
@@ -173,7 +177,8 @@ def prepare_cmd(
     piped_json = register_name is not None and not sys.stdout.isatty()
     say = (lambda s: sys.stderr.write(s + "\n")) if piped_json else typer.echo
     counts = ", ".join(f"{k} {v['tokens']:,}" for k, v in md["splits"].items())
-    say(f"prepared {out}: {md['total_tokens']:,} tokens ({counts}), vocab {md['vocab_size']} "
+    verb = "already prepared" if view.already_prepared else "prepared"
+    say(f"{verb} {out}: {md['total_tokens']:,} tokens ({counts}), vocab {md['vocab_size']} "
         f"({md['tokenizer']['type']}), {md['dtype']}")
     if md.get("bad_lines_skipped"):
         say(f"skipped {md['bad_lines_skipped']} bad line(s) (--skip-bad-lines)")

@@ -82,7 +82,7 @@ def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     progress = ProgressCallback(quiet=quiet)
     publish = PublishModel()  # the trained model goes to the registry at the end of the run
     trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[publish, progress])
-    with console_logging():
+    with console_logging(progress):
         try:
             result = trainer.fit()
         finally:
@@ -123,8 +123,9 @@ def eval_cmd(
 ) -> int:
     from stoker.train.evaluate import evaluate_checkpoint
 
-    metrics, ckpt = evaluate_checkpoint(path, split=split, max_batches=batches)
+    metrics, ckpt, evaluated = evaluate_checkpoint(path, split=split, max_batches=batches)
     typer.echo(f"checkpoint: {ckpt}")
+    typer.echo(f"split: {evaluated}")
     for k, v in metrics.items():
         typer.echo(f"{k}: {v:.6g}")
     return 0
@@ -155,10 +156,12 @@ def demo(
     output_dir: str = typer.Option(DEMO_DIR, "--output-dir", help="Run directory of the demo."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override the length."),
 ) -> int:
+    from stoker.atomic import check_dir_path
     from stoker.config import compose
     from stoker.data.corpus import ensure_default_dataset
     from stoker.train.loading import load_trained
 
+    check_dir_path(output_dir, "--output-dir")  # before minutes of corpus preparation
     typer.echo("stoker demo: a small GPT learns to write Python, character by character.")
     typer.echo("1/3 preparing the built-in corpus (Python's standard library sources; "
                "cached after the first time)...")

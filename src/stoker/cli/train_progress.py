@@ -68,9 +68,13 @@ class ProgressCallback(Callback):
     def on_eval_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
         if not trainer.is_rank_zero or self.quiet:
             return
-        line = f"eval @ step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items())
+        self.print(f"eval @ step {step}: " + "  ".join(f"{k}={v:.4g}" for k, v in metrics.items()))
+
+    def print(self, line: str) -> None:
+        """Print one line of notes: above the live bar while it runs (so it never lands on
+        the bar's line or leaves a stale copy of the bar), else on the stream."""
         if self._progress is not None:
-            self._progress.console.print(line)
+            self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
         else:
             self.stream.write(line + "\n")
             self.stream.flush()
@@ -87,11 +91,27 @@ class ProgressCallback(Callback):
         self.close()
 
 
+class _NotesHandler(logging.Handler):
+    """The trainer's log records, printed through the progress display (see ``print``)."""
+
+    def __init__(self, progress: ProgressCallback) -> None:
+        super().__init__()
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.progress.print(self.format(record))
+        except Exception:  # noqa: BLE001 - logging's own contract: report, never raise
+            self.handleError(record)
+
+
 @contextlib.contextmanager
-def console_logging() -> Iterator[None]:
-    """Show the trainer's INFO notes (resuming, checkpoints) on stderr for this command."""
+def console_logging(progress: ProgressCallback | None = None) -> Iterator[None]:
+    """Show the trainer's INFO notes (resuming, checkpoints) on stderr for this command,
+    through ``progress`` when given, so notes and the live bar share the terminal."""
     logger = logging.getLogger("stoker.train")
-    handler = logging.StreamHandler(sys.stderr)
+    handler: logging.Handler = (_NotesHandler(progress) if progress is not None
+                                else logging.StreamHandler(sys.stderr))
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger.addHandler(handler)
     old = logger.level

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from stoker.atomic import atomic_write_text
+from stoker.atomic import atomic_write_text, check_dir_path
 from stoker.config.files import TOML_NONE, format_of
 from stoker.errors import ConfigError, ConfigProblem
 
@@ -97,7 +97,13 @@ def save(cfg: Any, path: str | Path) -> Path:
     """Write ``cfg`` to ``path`` (format from the extension) atomically; returns the path."""
     p = Path(path).expanduser()
     text = dumps(cfg, format_of(p))
-    write_atomic(p, text)
+    check_dir_path(p.parent, "the folder of the config file")
+    try:
+        write_atomic(p, text)
+    except OSError as exc:  # a file in the way, a full disk: a message, not a traceback
+        from stoker.errors import write_failure
+
+        raise write_failure(exc, f"the config file {p}") from exc
     return p
 
 

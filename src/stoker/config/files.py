@@ -20,6 +20,13 @@ TOML_NONE = "__none__"
 SourceMap = dict[str, tuple[str, int]]
 _SOURCES_ATTR = "stoker_sources"
 
+# Hostile-input bounds. A YAML alias re-uses a node, so nine levels of nine aliases each
+# ("billion laughs") expand to 387 million values and hang anything that walks or copies
+# the tree (our line map, OmegaConf). Real configs hold a few thousand values and nest a
+# few levels, so these limits only ever stop a bomb or a generated monster.
+MAX_ALIAS_EXPANSION = 100_000  # values that aliases may add beyond the file's own nodes
+MAX_DEPTH = 100  # nesting levels of mappings/lists in any format
+
 
 # ---------------------------------------------------------------------------- paths
 def join(path: str, key: Any) -> str:
@@ -163,6 +170,8 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         loader = _yaml_loader()(text)
         try:
             root = loader.get_single_node()
+            if root is not None:
+                _check_yaml_graph(root, file)
             sources = _yaml_lines(text, file, check_duplicates=True, root=root) if root is not None else {}
             data = loader.construct_document(root) if root is not None else None
         finally:
@@ -175,7 +184,79 @@ def _parse_yaml(text: str, file: str) -> tuple[Any, SourceMap]:
         raise _parse_error(file, line, col, f"malformed YAML: {what}") from None
     except yaml.YAMLError as e:
         raise _parse_error(file, None, None, f"malformed YAML: {e}") from None
+    except RecursionError:  # the composer recurses per level, before our depth check
+        raise _too_deep(file) from None
     return data, sources
+
+
+def _check_yaml_graph(root: Any, file: str) -> None:
+    """Refuse alias cycles, alias bombs and over-deep nesting before anything walks the tree.
+
+    Sizes and heights are memoised per node, so this costs one visit per *distinct* node
+    however many times aliases repeat it, and counts depth as the expanded tree has it.
+    """
+    import yaml
+
+    size: dict[int, int] = {}
+    height: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[Any, bool]] = [(root, False)]  # iterative post-order: (node, children done?)
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            kids = _yaml_children(node, yaml)
+            size[key] = 1 + sum(size[id(k)] for k in kids)
+            height[key] = 1 + max((height[id(k)] for k in kids), default=0)
+            if height[key] > MAX_DEPTH:
+                raise _too_deep(file, node.start_mark.line + 1)
+            continue
+        if key in size:
+            continue
+        if key in on_path:
+            raise _parse_error(
+                file, node.start_mark.line + 1, None,
+                "a YAML alias refers to its own anchor (a recursive structure); "
+                "a config must be a tree: write the repeated part out")
+        on_path.add(key)
+        stack.append((node, True))
+        stack.extend((kid, False) for kid in _yaml_children(node, yaml) if id(kid) not in size)
+    distinct = len(size)
+    expanded = size[id(root)]
+    if expanded - distinct > MAX_ALIAS_EXPANSION:
+        raise _parse_error(
+            file, None, None,
+            f"YAML aliases (*name) expand this file to {expanded:,} values, more than "
+            f"{MAX_ALIAS_EXPANSION:,} beyond its own {distinct:,} (an alias bomb?); refused "
+            "before expanding. Write the repeated values out, or refer to them with "
+            "${path.to.value} interpolations instead of nested anchors")
+
+
+def _yaml_children(node: Any, yaml: Any) -> list[Any]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for kv in node.value for n in kv]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _too_deep(file: str, line: int | None = None) -> ConfigError:
+    return _parse_error(
+        file, line, None,
+        f"nested more than {MAX_DEPTH} levels deep; a config this deep is not supported "
+        "(flatten it, or split it into files joined with a defaults list or @file)")
+
+
+def _check_depth(data: Any, file: str) -> None:
+    """Refuse plain data nested deeper than MAX_DEPTH (iterative: no recursion limit)."""
+    stack = [(data, 1)]
+    while stack:
+        x, depth = stack.pop()
+        if isinstance(x, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise _too_deep(file)
+            stack.extend((v, depth + 1) for v in (x.values() if isinstance(x, dict) else x))
 
 
 # ---------------------------------------------------------------------------- TOML
@@ -220,12 +301,15 @@ def _parse_toml(text: str, file: str) -> tuple[Any, SourceMap]:
         import tomli as tomllib  # type: ignore[no-redef]
     try:
         data = tomllib.loads(text)
+    except RecursionError:
+        raise _too_deep(file) from None
     except tomllib.TOMLDecodeError as e:
         msg = str(e)
         m = re.search(r"\(at line (\d+), column (\d+)\)", msg)
         line, col = (int(m.group(1)), int(m.group(2))) if m else (None, None)
         msg = re.sub(r"\s*\(at line \d+, column \d+\)", "", msg)
         raise _parse_error(file, line, col, f"malformed TOML: {msg}") from None
+    _check_depth(data, file)
     return _from_toml(data), _toml_lines(text, file)
 
 
@@ -245,8 +329,11 @@ def _from_toml(x: Any) -> Any:
 def _parse_json(text: str, file: str) -> tuple[Any, SourceMap]:
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise _too_deep(file) from None
     except json.JSONDecodeError as e:
         raise _parse_error(file, e.lineno, e.colno, f"malformed JSON: {e.msg}") from None
+    _check_depth(data, file)
     try:  # JSON is (almost always) YAML: reuse the YAML composer for line numbers
         sources = _yaml_lines(text, file, check_duplicates=False)
     except Exception:  # noqa: BLE001 - line numbers are a hint; the data parsed fine

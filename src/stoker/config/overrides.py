@@ -115,6 +115,11 @@ def _load_at(spec: str, key: str, base_dirs: Sequence[Path]) -> tuple[Any, dict]
     path = Path(path_s).expanduser()
     candidates = [path] + [d / path for d in base_dirs if not path.is_absolute()]
     found = next((c for c in candidates if c.is_file()), None)
+    special = next((c for c in candidates if c.exists() and not c.is_file()), None)
+    if found is None and special is not None:  # /dev/zero, a FIFO, a directory: never read
+        raise ConfigError(problems=[ConfigProblem(
+            key, f"'{special}' for '{key}=@{spec}' is not a regular file (a directory, device "
+            "or pipe); point @ at a .yaml, .toml or .json file", CLI)])
     if found is None:
         where = ", ".join(str(c) for c in candidates)
         raise ConfigError(problems=[ConfigProblem(

@@ -27,12 +27,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from stoker.atomic import fsync_dir
+from stoker.atomic import check_dir_path, fsync_dir
 from stoker.data._io import atomic_write_json, read_json
 from stoker.data.prepare_workers import Pool, process_unit
 from stoker.data.shards import FORMAT, SPLITS, WORK_DIR, pick_dtype
 from stoker.data.sources import InputSpec, Source, Unit, expand_inputs, plan_units
-from stoker.errors import DataError, Interrupted
+from stoker.errors import DataError, Interrupted, write_failure
 
 TYPES = ("char", "subword")
 
@@ -47,6 +47,7 @@ class Progress:
     total_units: int = 0
     done_units: int = 0
     resumed_units: int = 0
+    already_prepared: bool = False  # the output already held this exact dataset: nothing done
     documents: int = 0
     tokens: int = 0
     started: float = field(default_factory=time.monotonic)
@@ -71,7 +72,10 @@ def parse_split_ratios(value: str | Sequence[float]) -> tuple[float, ...]:
     if not 1 <= len(ratios) <= 3:
         raise DataError(f"--split-ratios {value!r}: give 1 to 3 ratios (train,valid,test), "
                         "for example 0.9,0.05,0.05")
-    if any(r < 0 or math.isnan(r) for r in ratios):
+    if not all(math.isfinite(r) for r in ratios):
+        raise DataError(f"--split-ratios {value!r}: every ratio must be a finite number "
+                        "(not nan or inf), for example 0.9,0.05,0.05")
+    if any(r < 0 for r in ratios):
         raise DataError(f"--split-ratios {value!r}: ratios must not be negative")
     if abs(sum(ratios) - 1.0) > 1e-6:
         raise DataError(f"--split-ratios {value!r}: ratios sum to {sum(ratios):g}, they must sum "
@@ -90,11 +94,12 @@ def _as_specs(inputs: Any, text_field: str) -> list[InputSpec]:
     return out
 
 
-def _expand_weighted(specs: list[InputSpec]) -> list[Source]:
-    """Expand inputs; blend-file shares become per-source repeat factors (by input bytes)."""
+def _expand_weighted(specs: list[InputSpec], out: Path) -> list[Source]:
+    """Expand inputs (never listing ``out``); blend-file shares become per-source repeat
+    factors (by input bytes)."""
     if not any(s.share for s in specs):
-        return expand_inputs(specs)
-    groups = [expand_inputs([s]) for s in specs]
+        return expand_inputs(specs, exclude=out)
+    groups = [expand_inputs([s], exclude=out) for s in specs]
     total_bytes = sum(src.size for g in groups for src in g)
     total_w = sum(s.weight for s in specs)
     out: list[Source] = []
@@ -217,8 +222,12 @@ def prepare(
         pick_dtype(tokenizer.vocab_size, dtype)  # fail early on a too-small dtype
 
     specs = _as_specs(inputs, text_field)
-    sources = _expand_weighted(specs)
     out = Path(output_dir).expanduser().resolve()
+    check_dir_path(out, "--output-dir")
+    # An output directory inside an input directory is left out of the listing (its shards
+    # and metadata.json are not input), so `-i corpus/ -o corpus/prepared` works and a
+    # re-run finds its finished dataset. A file named directly inside it is refused below.
+    sources = _expand_weighted(specs, out)
     out_prefix = str(out).rstrip(os.sep) + os.sep
     for s in sources:  # source paths are absolute and normalised (os.path.abspath)
         if s.path == str(out) or s.path.startswith(out_prefix):
@@ -252,7 +261,6 @@ def prepare(
 def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines, dtype, type, ratios,
                      shard_size_mb, append_eos, state, out, overwrite, prog, emit, fsync, command,
                      t0, scan_chars, covered, **_unused) -> Path:
-    from stoker import __version__
     from stoker.data.tokenizers import CharTokenizer
 
     if tokenizer is None:  # char vocabulary built from the corpus
@@ -279,6 +287,7 @@ def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines,
             old = None
         if old == fingerprint and not overwrite:
             prog.phase = "done"
+            prog.already_prepared = True
             emit(prog)
             return out
         if not overwrite:
@@ -296,6 +305,24 @@ def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines,
             state = "empty"
 
     created = state == "absent"
+    done: dict[int, dict[str, Any]] = {}
+    try:
+        return _write_dataset(**locals())
+    except OSError as exc:  # a full disk: keep committed shards for a resume, else nothing
+        if not done:
+            shutil.rmtree(out, ignore_errors=True) if created else _clear_dataset(out)
+        kept = (f"the {len(done)} shard(s) committed so far are kept: run the same command "
+                "again to resume once there is room" if done else "nothing was kept")
+        raise write_failure(exc, f"the dataset {out}",
+                            f"Free space on that disk or choose another --output-dir; {kept}.") from exc
+
+
+def _write_dataset(*, pool, units, splits, tokenizer, sources, skip_bad_lines, type, ratios,
+                   append_eos, state, out, prog, emit, fsync, command, t0, out_dtype, settings,
+                   fingerprint, created, done, **_unused) -> Path:
+    """Write the shards (resuming committed ones), then metadata.json last."""
+    from stoker import __version__
+
     work = out / WORK_DIR
     work.mkdir(parents=True, exist_ok=True)
     if state != "unfinished":
@@ -305,7 +332,6 @@ def _prepare_planned(*, pool, units, splits, tokenizer, sources, skip_bad_lines,
         }, fsync=fsync)
 
     # which units are already committed?
-    done: dict[int, dict[str, Any]] = {}
     for u in units:
         mp = work / f"unit-{u.index:05d}.json"
         if mp.is_file():

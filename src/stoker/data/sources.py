@@ -133,12 +133,15 @@ def _hf_arrow_files(d: Path) -> list[Path]:
     return files
 
 
-def expand_inputs(specs: Sequence[InputSpec]) -> list[Source]:
+def expand_inputs(specs: Sequence[InputSpec], *, exclude: str | Path | None = None) -> list[Source]:
     """Turn paths, globs and directories into an ordered list of sources.
 
     Order is deterministic: inputs in the order given, files of a directory or glob sorted
-    by path. Hidden files and obvious binaries inside directories are skipped.
+    by path. Hidden files and obvious binaries inside directories are skipped, and so is
+    everything under ``exclude`` (the output directory of a prepare that lies inside an
+    input directory: its own shards and metadata are never input).
     """
+    skip = os.path.abspath(exclude) if exclude is not None else None
     out: list[Source] = []
     if not specs:
         raise DataError("no input given; pass --input-path PATH (a file, glob or directory)")
@@ -148,6 +151,7 @@ def expand_inputs(specs: Sequence[InputSpec]) -> list[Source]:
         if any(ch in raw for ch in "*?["):
             paths = [Path(p) for p in sorted(_glob.glob(raw, recursive=True))]
             paths = [p for p in paths if p.is_file() or (p.is_dir() and _is_hf_dataset_dir(p))]
+            paths = [p for p in paths if not _under(p, skip)]
             if not paths:
                 raise DataError(f"--input-path {spec.path!r}: the glob matches no file")
         else:
@@ -156,20 +160,28 @@ def expand_inputs(specs: Sequence[InputSpec]) -> list[Source]:
                 raise DataError(f"--input-path {spec.path}: no such file or directory")
             paths = [p]
         for p in paths:
-            out.extend(_expand_one(p, spec))
+            out.extend(_expand_one(p, spec, skip))
     if not out:
         raise DataError("the inputs hold no files to read: " + ", ".join(s.path for s in specs))
     return out
 
 
-def _expand_one(p: Path, spec: InputSpec) -> list[Source]:
-    if p.is_dir():
+def _under(p: str | Path, root: str | None) -> bool:
+    if root is None:
+        return False
+    a = os.path.abspath(p)
+    return a == root or a.startswith(root.rstrip(os.sep) + os.sep)
+
+
+def _expand_one(p: Path, spec: InputSpec, skip: str | None = None) -> list[Source]:
+    if p.is_dir() and not _under(p, skip):
         if _is_hf_dataset_dir(p):
             return [_source(f, "arrow", spec) for f in _hf_arrow_files(p)]
         # plain strings, not Path objects: a corpus can hold hundreds of thousands of files
         files: list[str] = []
         for root, dirs, names in os.walk(p):
-            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+            dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__"
+                             and not _under(os.path.join(root, d), skip))
             for n in sorted(names):
                 if n.startswith(".") or os.path.splitext(n)[1].lower() in TEXT_SUFFIXES_SKIP:
                     continue

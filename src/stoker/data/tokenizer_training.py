@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from stoker.atomic import staged_dir
+from stoker.atomic import check_dir_path, staged_dir
 from stoker.data.sources import InputSpec, ReadStats, expand_inputs, plan_units, read_piece, scan_source
 from stoker.data.tokenizers import Tokenizer, train_tokenizer
-from stoker.errors import DataError
+from stoker.errors import DataError, write_failure
 
 TYPES = ("bpe", "unigram", "char")
 
@@ -51,6 +51,7 @@ def train_tokenizer_to_dir(
     if type != "char" and vocab_size < 16:
         raise DataError(f"--vocab-size {vocab_size} is too small (use at least 16)")
     out = Path(output_dir).expanduser().resolve()
+    check_dir_path(out, "--output-dir")
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise DataError(f"--output-dir {out} already exists and is not empty; pass --overwrite "
                         "to replace it or choose another directory")
@@ -66,6 +67,9 @@ def train_tokenizer_to_dir(
                           progress=progress)
     if seen[0] == 0 or tok.vocab_size <= 2:
         raise DataError("the input holds no text to train a tokenizer on")
-    with staged_dir(out) as tmp:
-        tok.save(tmp)
+    try:
+        with staged_dir(out) as tmp:
+            tok.save(tmp)
+    except OSError as exc:  # a full disk: no temp folder left, a message instead of a traceback
+        raise write_failure(exc, f"the tokenizer {out}") from exc
     return tok

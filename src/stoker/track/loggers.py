@@ -8,6 +8,13 @@ the caller's job).
 Resume safety: a resumed run restarts from its last checkpoint, so steps after that
 checkpoint are trained (and logged) again. Loggers take ``resume_step`` and drop whatever
 they hold after it, so the files of a resumed run have no duplicated steps.
+
+Metric names: the trainer's names (``loss``, ``lr``, ``lr/group0``, ``eval/loss``...) are
+what ``metrics.jsonl``, TensorBoard and W&B record (``/`` groups their charts).
+:func:`metric_name` is the one place a backend gets another name, and only MLflow does: its
+file store keeps each metric in a file whose path is the name, so ``lr`` (a file) and
+``lr/group0`` (a file in a folder ``lr``) cannot both exist. MLflow gets ``/`` as ``.``
+(``lr.group0``, ``eval.loss``) and any character it refuses as ``_``.
 """
 from __future__ import annotations
 
@@ -16,6 +23,7 @@ import inspect
 import json
 import math
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -29,6 +37,7 @@ __all__ = [
     "MetricLogger",
     "TensorBoardLogger",
     "make_loggers",
+    "metric_name",
     "truncate_jsonl_after",
 ]
 
@@ -44,6 +53,16 @@ class MetricLogger(Protocol):
     def log(self, metrics: Mapping[str, float], step: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+_MLFLOW_REFUSED = re.compile(r"[^A-Za-z0-9_\-. :]")
+
+
+def metric_name(backend: str, name: str) -> str:
+    """The name metric ``name`` gets in ``backend`` (see the module docstring)."""
+    if backend == "mlflow":
+        return _MLFLOW_REFUSED.sub("_", name.replace("/", "."))
+    return name
 
 
 def _to_float(v: Any) -> float:

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stoker.errors import UserError
+from stoker.track.loggers import metric_name
+
 ID_FILE = "mlflow_run_id.txt"
 _MAX_PARAM = 500
 
@@ -39,6 +42,7 @@ class MlflowLogger:
 
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._names: dict[str, str] = {}  # MLflow name -> the metric that has it
         self.tracking_uri = (tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
                              or (self.run_dir / "mlruns").resolve().as_uri())
         if self.tracking_uri.startswith("file:") or "://" not in self.tracking_uri:
@@ -66,10 +70,19 @@ class MlflowLogger:
         from mlflow.entities import Metric
 
         ts = int(time.time() * 1000)
-        batch = [Metric(k, float(v.item() if hasattr(v, "item") else v), ts, int(step))
+        batch = [Metric(self._name(k), float(v.item() if hasattr(v, "item") else v), ts, int(step))
                  for k, v in metrics.items()]
         if batch:
             self.client.log_batch(self.run_id, metrics=batch)
+
+    def _name(self, name: str) -> str:
+        """MLflow's name for a metric (``lr/group0`` -> ``lr.group0``: see metric_name)."""
+        mapped = metric_name("mlflow", name)
+        first = self._names.setdefault(mapped, name)
+        if first != name:
+            raise UserError(f"the metrics {first!r} and {name!r} would both be {mapped!r} in "
+                            "MLflow, which has no '/' in names; rename one of them")
+        return mapped
 
     def log_text(self, name: str, text: str, step: int) -> None:
         self.client.log_text(self.run_id, text, f"samples/{name.replace('/', '_')}-{step:08d}.txt")

@@ -104,8 +104,12 @@ def _batch_len(batch: Any) -> int:
 
 def evaluate_checkpoint(
     path: str, *, split: str | None = None, max_batches: int | None = None
-) -> tuple[dict[str, float], Any]:
-    """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU."""
+) -> tuple[dict[str, float], Any, str]:
+    """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU.
+
+    Returns (metrics, checkpoint, split). The metrics carry the keys training logged
+    (``eval/loss``, ``eval/perplexity``...), so they compare directly with ``metrics.jsonl``
+    and ``checkpoint.best_metric``; the split evaluated is returned beside them."""
     from stoker.config import build
     from stoker.train.data_setup import build_data, eval_loader
     from stoker.train.distributed import DistEnv
@@ -125,5 +129,5 @@ def evaluate_checkpoint(
     metrics = {k: build(v) for k, v in recipe.metrics.items()}
     out = evaluate(trained.model, loader, inputs=recipe.model_inputs, losses=losses,
                    metrics=metrics, env=DistEnv(), max_batches=max_batches,
-                   prefix=f"{data_cfg.eval_split}/")
-    return out, trained.checkpoint
+                   prefix="eval/")
+    return out, trained.checkpoint, data_cfg.eval_split

@@ -8,19 +8,22 @@ description files atomically.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import platform
 import shlex
+import shutil
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from stoker.atomic import atomic_write_text
-from stoker.errors import UserError
+from stoker.atomic import atomic_write_text, check_dir_path
+from stoker.errors import UserError, write_failure
 from stoker.train.checkpoint.layout import CHECKPOINTS_DIR, has_step_dirs, is_step_dir
 
 __all__ = [
@@ -29,6 +32,7 @@ __all__ = [
     "attach_log_file",
     "config_yaml",
     "detach_log_file",
+    "opening_outputs",
     "plan_run_dir",
     "write_run_files",
 ]
@@ -91,10 +95,12 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
             ckpt_root = path
             owner = path.parent
         run_dir = Path(output_dir) if output_dir else owner
+        check_dir_path(run_dir, "output_dir")
         return RunPlan(run_dir, ckpt_root, f"resuming from {path}")
 
     if output_dir:
         run_dir = Path(output_dir)
+        check_dir_path(run_dir, "output_dir")
         if resume == "never":
             if _has_run(run_dir):
                 fresh = _fresh_dir(run_dir.with_name(f"{run_dir.name}-{_timestamp()}"))
@@ -106,6 +112,7 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
         return RunPlan(run_dir, None, "new run")
 
     base = outputs_root() / name
+    check_dir_path(base, "the outputs folder")
     if resume == "latest":
         runs = sorted(
             (p for p in base.glob("*") if p.is_dir() and _has_checkpoint(p)),
@@ -197,3 +204,21 @@ def detach_log_file(logger: logging.Logger, handler: logging.Handler | None) -> 
     if handler is not None:
         logger.removeHandler(handler)
         handler.close()
+
+
+@contextlib.contextmanager
+def opening_outputs(run_dir: Path) -> Iterator[None]:
+    """Around writing a run directory's first files: an ``OSError`` (a full disk, a file in
+    the way) becomes a typed error (exit 1, or 2 for a bad path) and a directory this run
+    created is removed again, so a failed start leaves nothing half-written behind."""
+    created = not run_dir.exists()
+    try:
+        yield
+    except OSError as exc:
+        if created:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise write_failure(
+            exc, f"the run directory {run_dir}",
+            "Free space on that disk, or point output_dir at another one; nothing of this "
+            "run was kept" + ("." if created else " beyond what the directory held before.")
+        ) from exc

@@ -70,6 +70,7 @@ from stoker.train.run_dir import (
     attach_log_file,
     config_yaml,
     detach_log_file,
+    opening_outputs,
     plan_run_dir,
     write_run_files,
 )
@@ -188,7 +189,8 @@ class Trainer:
         done = self._already_done()
         if done is not None:
             return done
-        self._open_outputs(plan, resumed)
+        with opening_outputs(self.run_dir):
+            self._open_outputs(plan, resumed)
         log.info("%s: %s (step %d of %d)", plan.note, self.run_dir, self.step, self.max_steps)
         try:
             self.callbacks.on_fit_start(self)

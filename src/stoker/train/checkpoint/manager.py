@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stoker.atomic import atomic_write_bytes, fsync_dir
-from stoker.errors import CheckpointError
+from stoker.errors import CheckpointError, CheckpointSaveError
 from stoker.train.checkpoint.checksums import ALGORITHMS
 from stoker.train.checkpoint.codec import encode_state
 from stoker.train.checkpoint.layout import (
@@ -154,8 +154,8 @@ class CheckpointManager:
         """Write ``state`` as ``root/step-NNNNNNNN/`` atomically, then prune old ones.
 
         Raises CheckpointError (and leaves every earlier checkpoint as it was, with no
-        partial directory visible) when the state holds an unsupported value or the disk
-        fills up or fails.
+        partial directory visible) when the state holds an unsupported value, and
+        CheckpointSaveError (exit 1; still a CheckpointError) when the disk fills up or fails.
         """
         if not isinstance(step, int) or step < 0:
             raise CheckpointError(f"checkpoint step must be a non-negative int, got {step!r}")
@@ -216,7 +216,7 @@ class CheckpointManager:
         data = json.dumps(marker, indent=1, allow_nan=False).encode()
         atomic_write_bytes(final / MARKER, data, fsync=self.fsync)
 
-    def _save_error(self, step: int, exc: OSError, current: str | None) -> CheckpointError:
+    def _save_error(self, step: int, exc: OSError, current: str | None) -> CheckpointSaveError:
         import errno
 
         prev = self.latest()
@@ -235,7 +235,7 @@ class CheckpointManager:
             if prev is not None
             else "No earlier checkpoint exists."
         )
-        return CheckpointError(
+        return CheckpointSaveError(  # the run failed (exit 1); the input was fine
             f"could not save checkpoint {step_dir_name(step)} in {self.root}: {cause}. "
             f"Nothing partial was left behind. {kept} {fix}"
         )
