@@ -44,10 +44,11 @@ class Restored:
         from stoker.infer.text import complete
 
         single = isinstance(prompts, str)
-        out = complete(self.model, self._tok(), [prompts] if single else prompts, **options)
+        out = complete(self.model, self.require_tokenizer(), [prompts] if single else prompts, **options)
         return out[0].text if single and options.get("num_samples", 1) == 1 else out
 
-    def _tok(self) -> Any:
+    def require_tokenizer(self) -> Any:
+        """The tokenizer, or a UserError saying text generation needs one."""
         if self.tokenizer is None:
             from stoker.errors import UserError
 
