@@ -76,8 +76,8 @@ _LAZY: dict[str, str] = {
     "sample_text": "stoker.infer.generate",
     "complete": "stoker.infer.text",
     # model archives
-    "pack": "stoker.package.pack",
-    "restore": "stoker.package.restore",
+    "pack": "stoker.package.packing",
+    "restore": "stoker.package.restoring",
     "open_model": "stoker.package.source",
 }
 

@@ -27,7 +27,8 @@ def _train(root: Path, data: Path, recipe: str, *extra: str) -> Path:
     exe = [str(Path(sys.executable).with_name("stoker"))]
     overrides = tiny_overrides(data, out, *extra)
     if recipe != "gpt-char":
-        overrides = [o for o in overrides if not o.startswith(("model.n_heads", "model.n_kv"))]
+        overrides = [o for o in overrides
+                     if not o.startswith(("model.n_heads", "model.n_kv", "~callbacks"))]
     run_cli(exe, "train", recipe, *overrides, "trainer.max_steps=10", "--yes", check=True)
     return out
 

@@ -29,7 +29,7 @@ def pack_cmd(
 
     if output.exists() and not force:
         raise ArchiveError(f"--output {output} exists; choose another name or pass --force")
-    from stoker.package.pack import pack
+    from stoker.package.packing import pack
 
     path = pack(checkpoint, output)
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")

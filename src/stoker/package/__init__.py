@@ -16,11 +16,11 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "pack": "stoker.package.pack",
-    "write_archive": "stoker.package.pack",
-    "restore": "stoker.package.restore",
-    "load_weights": "stoker.package.restore",
-    "Restored": "stoker.package.restore",
+    "pack": "stoker.package.packing",
+    "write_archive": "stoker.package.packing",
+    "restore": "stoker.package.restoring",
+    "load_weights": "stoker.package.restoring",
+    "Restored": "stoker.package.restoring",
     "open_model": "stoker.package.source",
     "export_hf": "stoker.package.hf_export",
     "import_hf": "stoker.package.hf_import",

@@ -80,7 +80,7 @@ def import_hf(directory: str | os.PathLike[str], output: str | os.PathLike[str],
     from safetensors.torch import load_file
 
     from stoker.models.hf import _transformers, hf_state_to_gpt, llama_config_to_gpt
-    from stoker.package.pack import write_archive
+    from stoker.package.packing import write_archive
 
     d = Path(directory).expanduser()
     out = Path(output)

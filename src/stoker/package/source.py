@@ -12,7 +12,7 @@ from typing import Any
 
 from stoker.errors import ArchiveError, CheckpointError
 from stoker.package.archive import is_archive
-from stoker.package.restore import Restored, restore
+from stoker.package.restoring import Restored, restore
 
 __all__ = ["ARCHIVE_IN_ARTIFACT", "describe_candidates", "open_model"]
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from stoker.errors import ArchiveError, ConfigError
 from stoker.package.archive import ArchiveReader
-from stoker.package.pack import ARCHIVE_REF
+from stoker.package.packing import ARCHIVE_REF
 from stoker.package.trust import check_targets
 
 __all__ = ["ArchiveContents", "Restored", "load_weights", "restore"]
