@@ -115,6 +115,8 @@ def generate_text(
                                              "text appears (repeatable; not printed)."),
     stream: Optional[bool] = typer.Option(None, "--stream/--no-stream", help="Print tokens "
                                           "as they come (default: when stdout is a terminal)."),
+    ignore_eos: bool = typer.Option(False, "--ignore-eos", help="Keep going past the "
+                                    "end-of-text token (always max-new-tokens)."),
     output_format: str = typer.Option("auto", "--format", help="text, jsonl, or auto: jsonl "
                                       "for several samples when stdout is not a terminal."),
     trust: Optional[list[str]] = typer.Option(None, "--trust", help=_TRUST_HELP),
@@ -139,7 +141,8 @@ def generate_text(
     restored = open_model(checkpoint, trust=tuple(trust or ()))
     ts = TextStream(restored.model, restored.require_tokenizer(), prompts, max_new_tokens=max_new_tokens,
                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
-                    num_samples=num_samples, stop=tuple(stop or ()))
+                    num_samples=num_samples, stop=tuple(stop or ()),
+                    stop_at_eos=not ignore_eos)
     out = sys.stdout
     try:
         if streaming:

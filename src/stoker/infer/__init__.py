@@ -1,6 +1,6 @@
 """stoker.infer: generation for stoker's language models.
 
-- :func:`generate` / :class:`TokenStream` (token ids; KV cache for the GPT, hidden state for
+- :class:`TokenStream` and :func:`stoker.infer.generate.generate` (token ids; KV cache for the GPT, hidden state for
   the RNN; prompts of different lengths batch together),
 - :func:`complete` / :class:`TextStream` (text in, text out: streaming, several samples,
   stop strings), :func:`sample_text` (one prompt, one string).
@@ -13,7 +13,6 @@ import importlib
 from typing import Any
 
 _LAZY = {
-    "generate": "stoker.infer.generate",
     "sample_next": "stoker.infer.generate",
     "sample_text": "stoker.infer.generate",
     "TokenStream": "stoker.infer.generate",
