@@ -131,10 +131,11 @@ def _data_lineage(data_path: str | None) -> dict[str, Any]:
 
 def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -> Path:
     """Pack a run directory, a checkpoint step directory or an ``art://`` model."""
+    from stoker.package.source import checkpoint_dir
     from stoker.train.checkpoint import read_marker
     from stoker.train.loading import load_trained
 
-    trained = load_trained(source)
+    trained = load_trained(str(checkpoint_dir(source)))
     ckpt = Path(trained.checkpoint)
     marker = read_marker(ckpt) or {}
     config = trained.config

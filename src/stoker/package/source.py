@@ -14,7 +14,7 @@ from stoker.errors import ArchiveError, CheckpointError
 from stoker.package.archive import is_archive
 from stoker.package.restoring import Restored, restore
 
-__all__ = ["ARCHIVE_IN_ARTIFACT", "describe_candidates", "open_model"]
+__all__ = ["ARCHIVE_IN_ARTIFACT", "checkpoint_dir", "describe_candidates", "open_model"]
 
 ARCHIVE_IN_ARTIFACT = "model.stoker"
 
@@ -48,7 +48,9 @@ def describe_candidates(path: Path) -> list[str]:
     return lines
 
 
-def _checkpoint_dir(spec: str) -> Path:
+def checkpoint_dir(spec: str) -> Path:
+    """The step directory behind a run dir, step dir or art:// checkpoint; when there is
+    none, the error lists what the directory holds and why each entry is not one."""
     from stoker.train.loading import find_checkpoint
 
     try:
@@ -69,8 +71,7 @@ def _checkpoint_dir(spec: str) -> Path:
 def _artifact_archive(uri: str, registry: Any) -> Path | None:
     from stoker.artifacts.registry import resolve_registry
 
-    entry = resolve_registry(registry).resolve(uri)
-    p = Path(getattr(entry, "path", None) or entry) / ARCHIVE_IN_ARTIFACT
+    p = Path(str(resolve_registry(registry).load(uri).path)) / ARCHIVE_IN_ARTIFACT
     return p if p.is_file() else None
 
 
@@ -99,7 +100,7 @@ def open_model(spec: str | os.PathLike[str], *, trust: tuple[str, ...] | list[st
                                   "directory, a checkpoint step directory or art://NAME")
     from stoker.train.loading import load_trained
 
-    ckpt = _checkpoint_dir(text)
+    ckpt = checkpoint_dir(text)
     trained = load_trained(str(ckpt), device=device)
     config = {
         "model": trained.model.config.model_dump(mode="json"),
