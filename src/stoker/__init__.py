@@ -76,6 +76,11 @@ _LAZY: dict[str, str] = {
     "CNNConfig": "stoker.models",
     "ModelConfig": "stoker.models",
     "sample_text": "stoker.infer.generate",
+    "complete": "stoker.infer.text",
+    # model archives
+    "pack": "stoker.package.packing",
+    "restore": "stoker.package.restoring",
+    "open_model": "stoker.package.source",
 }
 
 __all__ = ["__version__", *_LAZY]

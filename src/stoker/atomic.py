@@ -11,8 +11,9 @@ import contextlib
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO
 
 from stoker.errors import UserError
 
@@ -103,3 +104,28 @@ def check_dir_path(path: str | os.PathLike[str], what: str) -> None:
                 raise UserError(f"{what} {path} {where}, not a directory; choose a directory "
                                 "path (it is created if missing)")
             return
+
+
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[BinaryIO]:
+    """Write a large file in pieces, all at once: ``with atomic_file(p) as f: f.write(...)``.
+
+    The pieces go to a temp file beside ``path``; only when the block ends without an
+    error is it fsynced and renamed over ``path``. On any error (or Ctrl-C) the temp file
+    is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    if fsync:
+        fsync_dir(path.parent)

@@ -89,6 +89,10 @@ class ArtifactError(UserError):
     """An artifact, its name, version, alias or manifest is wrong or missing."""
 
 
+class ArchiveError(UserError):
+    """A model archive is missing, tampered with, unsafe, or cannot be made."""
+
+
 class RegistryError(StokerError):
     """The registry backend failed or cannot guarantee a safe operation."""
 

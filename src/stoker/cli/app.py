@@ -17,6 +17,9 @@ from stoker import __version__
 # Modules that add commands to the root app, in help order.
 COMMAND_MODULES = (
     "stoker.cli.train_cmd",
+    "stoker.cli.generate_cmd",
+    "stoker.cli.pack_cmd",
+    "stoker.cli.export_cmd",
     "stoker.cli.data_cmd",
     "stoker.cli.config_cmd",
     "stoker.cli.artifacts_cmd",

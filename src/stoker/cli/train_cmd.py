@@ -1,4 +1,4 @@
-"""``stoker train``, ``stoker eval``, ``stoker generate text`` and ``stoker demo``.
+"""``stoker train`` and ``stoker demo`` (``eval`` and ``generate``: :mod:`stoker.cli.generate_cmd`).
 
 Thin commands: parse arguments, compose and validate the config, call the library
 (:mod:`stoker.train`), print the outcome. Only typer is imported at module level so that
@@ -24,10 +24,6 @@ def register(app: typer.Typer) -> None:
         "executor=detached|torchrun|slurm|docker|PROFILE (with executor.FIELD=VALUE) runs it "
         "elsewhere; follow it with `stoker exp`.",
     )(train)
-    app.command("eval", help="Evaluate a checkpoint (or a run directory's latest one).")(eval_cmd)
-    gen = typer.Typer(help="Generate with a trained model.", no_args_is_help=True)
-    gen.command("text", help="Sample text from a language-model checkpoint.")(generate_text)
-    app.add_typer(gen, name="generate")
     app.command("demo", help="Prepare the built-in corpus, train gpt-char for about two "
                 "minutes, and print a sample.")(demo)
 
@@ -112,43 +108,6 @@ def _report(result: Any) -> None:
         out.print(f"tensorboard:   tensorboard --logdir {result.run_dir / 'tensorboard'}")
     if result.artifact:
         out.print(f"artifact:      {result.artifact}")
-
-
-# ----------------------------------------------------------------------------- eval
-def eval_cmd(
-    path: str = typer.Argument(..., help="A checkpoints/step-* directory or a run directory."),
-    split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: the "
-                                        "recipe's eval split)."),
-    batches: Optional[int] = typer.Option(None, "--batches", help="Limit the number of batches."),
-) -> int:
-    from stoker.train.evaluate import evaluate_checkpoint
-
-    metrics, ckpt, evaluated = evaluate_checkpoint(path, split=split, max_batches=batches)
-    typer.echo(f"checkpoint: {ckpt}")
-    typer.echo(f"split: {evaluated}")
-    for k, v in metrics.items():
-        typer.echo(f"{k}: {v:.6g}")
-    return 0
-
-
-# ------------------------------------------------------------------------- generate
-def generate_text(
-    checkpoint: str = typer.Option(..., "--checkpoint", "-c",
-                                   help="Checkpoint, run directory or art://name[:version]."),
-    prompt: str = typer.Option("", "--prompt", "-p", help="Text to continue."),
-    max_new_tokens: int = typer.Option(200, "--max-new-tokens", "-n"),
-    temperature: float = typer.Option(0.8, "--temperature", "-t", help="0 means greedy."),
-    top_k: Optional[int] = typer.Option(None, "--top-k"),
-    top_p: Optional[float] = typer.Option(None, "--top-p"),
-    seed: int = typer.Option(0, "--seed"),
-) -> int:
-    from stoker.train.loading import load_trained
-
-    trained = load_trained(checkpoint)
-    text = trained.sample(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
-                          top_k=top_k, top_p=top_p, seed=seed)
-    typer.echo(text)
-    return 0
 
 
 # ----------------------------------------------------------------------------- demo

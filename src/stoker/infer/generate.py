@@ -14,6 +14,7 @@ sample during training never disturbs the training RNG stream.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
@@ -22,7 +23,7 @@ from torch import Tensor, nn
 from stoker.errors import UserError
 from stoker.models.unwrap import unwrap_model as unwrap  # re-exported: public name of this module
 
-__all__ = ["generate", "sample_next", "sample_text", "unwrap"]
+__all__ = ["TokenStream", "generate", "sample_next", "sample_text", "unwrap"]
 
 
 def _check(max_new_tokens: int, temperature: float, top_k: int | None,
@@ -68,6 +69,19 @@ def _context_limit(model: nn.Module) -> int | None:
     return getattr(cfg, "max_seq_len", None)
 
 
+def _prepare(model: nn.Module, seed: int | None) -> tuple[nn.Module, torch.device,
+                                                       torch.Generator | None, dict[str, Any]]:
+    model = unwrap(model)
+    device = next(model.parameters()).device
+    generator = None
+    if seed is not None:
+        generator = torch.Generator(device=device)
+        generator.manual_seed(seed)
+    params = inspect.signature(model.forward).parameters
+    extra = {"last_only": True} if "last_only" in params else {}
+    return model, device, generator, extra
+
+
 @torch.inference_mode()
 def generate(
     model: nn.Module,
@@ -88,79 +102,145 @@ def generate(
     ``eos_id`` and generation stops once every row has; so ``n <= max_new_tokens``.
     A GPT's context is cropped to its last ``max_seq_len`` tokens when the text grows
     longer (the cache is then rebuilt each step, exactly as the uncached path does).
+    Prompts of different lengths: :class:`TokenStream`.
     """
     _check(max_new_tokens, temperature, top_k, top_p)
-    model = unwrap(model)
     squeeze = input_ids.dim() == 1
     if squeeze:
         input_ids = input_ids.unsqueeze(0)
     if input_ids.dim() != 2 or input_ids.shape[1] == 0:
         raise UserError(f"input_ids must be [B, T] with T >= 1, got {list(input_ids.shape)}")
-    device = next(model.parameters()).device
-    ids = input_ids.to(device=device, dtype=torch.long)
-    generator = None
-    if seed is not None:
-        generator = torch.Generator(device=device)
-        generator.manual_seed(seed)
-
-    params = inspect.signature(model.forward).parameters
-    extra = {"last_only": True} if "last_only" in params else {}
-    was_training = model.training
-    model.eval()
-    try:
-        out = _generate(model, ids, max_new_tokens, temperature, top_k, top_p,
-                        use_cache and hasattr(model, "new_cache"), generator, eos_id, extra)
-    finally:
-        model.train(was_training)
+    stream = TokenStream(model, input_ids, max_new_tokens, temperature=temperature,
+                         top_k=top_k, top_p=top_p, use_cache=use_cache, seed=seed,
+                         eos_id=eos_id)
+    for _ in stream.steps():
+        pass
+    out = stream.buffer[:, : stream.position]
     return out[0] if squeeze else out
 
 
-def _generate(
-    model: nn.Module,
-    ids: Tensor,
-    max_new_tokens: int,
-    temperature: float,
-    top_k: int | None,
-    top_p: float | None,
-    use_cache: bool,
-    generator: torch.Generator | None,
-    eos_id: int | None,
-    extra: dict[str, Any],
-) -> Tensor:
-    B, T0 = ids.shape
-    limit = _context_limit(model)
-    # Preallocated output buffer: no torch.cat per step.
-    out = torch.empty(B, T0 + max_new_tokens, dtype=torch.long, device=ids.device)
-    out[:, :T0] = ids
-    done = torch.zeros(B, dtype=torch.bool, device=ids.device) if eos_id is not None else None
-    cache: Any = None
-    if use_cache:
-        cache = model.new_cache(B, limit if limit is not None else None)
-    n = T0  # tokens in `out` so far
-    fed = 0  # tokens of `out` already in the cache
-    for _ in range(max_new_tokens):
-        if cache is not None:
-            if limit is not None and n > limit:
-                # context overflow: positions shift, so recompute the cropped window
-                cache.reset()
-                logits = model(out[:, n - limit : n], cache=cache, **extra)["logits"]
+class TokenStream:
+    """Generation for a batch of prompts of any lengths, one step at a time.
+
+    Why a class: streaming to a terminal, stop strings and batching all need to see each
+    new token as it comes and to end single rows early, and every language model stoker
+    trains (GPT with a KV cache, RNN with its hidden state) goes through the same loop.
+
+    Rows are kept aligned without padding or attention masks: the batch starts at the
+    shortest prompt, and a row whose prompt is longer is fed its own prompt tokens
+    (teacher-forced) until its prompt is used up. Every row therefore sees exactly the
+    positions and context it would see alone, so batched greedy output equals single
+    calls. ``prompts`` is a ``[B, T]`` tensor or a list of token-id lists.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        prompts: Tensor | Sequence[Sequence[int]],
+        max_new_tokens: int,
+        *,
+        temperature: float = 1.0,
+        top_k: int | None = None,
+        top_p: float | None = None,
+        use_cache: bool = True,
+        seed: int | None = None,
+        eos_id: int | None = None,
+    ) -> None:
+        _check(max_new_tokens, temperature, top_k, top_p)
+        self.model, device, self.generator, self.extra = _prepare(model, seed)
+        if isinstance(prompts, Tensor):
+            lens = [int(prompts.shape[1])] * int(prompts.shape[0])
+            rows: Sequence[Sequence[int]] | Tensor = prompts
+        else:
+            rows = [list(p) for p in prompts]
+            lens = [len(p) for p in rows]
+        if not lens or min(lens) == 0:
+            raise UserError("every prompt needs at least one token")
+        self.lens = lens
+        self.max_new_tokens = max_new_tokens
+        self.sampling = dict(temperature=temperature, top_k=top_k, top_p=top_p)
+        self.eos_id = eos_id
+        B, Lmax = len(lens), max(lens)
+        self.buffer = torch.zeros(B, Lmax + max_new_tokens, dtype=torch.long, device=device)
+        if isinstance(rows, Tensor):
+            self.buffer[:, :Lmax] = rows.to(device=device, dtype=torch.long)
+        else:
+            for i, p in enumerate(rows):
+                self.buffer[i, : lens[i]] = torch.tensor(p, dtype=torch.long)
+        self.position = min(lens)  # tokens of `buffer` filled in every row
+        self.finished = [max_new_tokens == 0] * B
+        self.use_cache = use_cache and hasattr(self.model, "new_cache")
+
+    def stop(self, row: int) -> None:
+        """End ``row`` early (a stop string was found); the others go on."""
+        self.finished[row] = True
+
+    def continuation(self, row: int) -> list[int]:
+        """The tokens generated for ``row`` so far (eos included when it came)."""
+        start = self.lens[row]
+        end = min(self.position, start + self.max_new_tokens)
+        return self.buffer[row, start:end].tolist() if end > start else []
+
+    def steps(self) -> Iterator[Tensor]:
+        """Run to the end, yielding after each step the rows that got a new token there.
+
+        Each item is a 1-D tensor of row indices; their new token is
+        ``buffer[row, position - 1]``.
+        """
+        model = self.model
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.inference_mode():
+                yield from self._loop()
+        finally:
+            model.train(was_training)
+
+    def _loop(self) -> Iterator[Tensor]:
+        model, out, lens = self.model, self.buffer, self.lens
+        B = out.shape[0]
+        limit = _context_limit(model)
+        device = out.device
+        lens_t = torch.tensor(lens, device=device)
+        ragged = min(lens) != max(lens)
+        eos = self.eos_id
+        hit_eos = torch.zeros(B, dtype=torch.bool, device=device) if eos is not None else None
+        cache: Any = model.new_cache(B, limit) if self.use_cache else None
+        fed = 0  # tokens of `out` already in the cache
+        ends = [n + self.max_new_tokens for n in lens]
+        while not all(self.finished):
+            n = self.position
+            if cache is not None:
+                if limit is not None and n > limit:
+                    cache.reset()  # context overflow: positions shift, recompute the window
+                    logits = model(out[:, n - limit : n], cache=cache, **self.extra)["logits"]
+                else:
+                    logits = model(out[:, fed:n], cache=cache, **self.extra)["logits"]
                 fed = n
             else:
-                logits = model(out[:, fed:n], cache=cache, **extra)["logits"]
-                fed = n
-        else:
-            start = n - limit if limit is not None and n > limit else 0
-            logits = model(out[:, start:n], **extra)["logits"]
-        nxt = sample_next(logits[:, -1, :], temperature=temperature, top_k=top_k, top_p=top_p,
-                          generator=generator)
-        if done is not None:
-            nxt = nxt.masked_fill(done.unsqueeze(1), eos_id)
-            done |= nxt.squeeze(1) == eos_id
-        out[:, n : n + 1] = nxt
-        n += 1
-        if done is not None and bool(done.all()):
-            break
-    return out[:, :n]
+                start = n - limit if limit is not None and n > limit else 0
+                logits = model(out[:, start:n], **self.extra)["logits"]
+            nxt = sample_next(logits[:, -1, :], generator=self.generator,
+                              **self.sampling).squeeze(1)
+            if hit_eos is not None:
+                nxt = nxt.masked_fill(hit_eos, eos)
+            if ragged:
+                fresh = lens_t <= n  # rows past their prompt sample; others read their prompt
+                nxt = torch.where(fresh, nxt, out[:, n])
+            else:
+                fresh = None
+            out[:, n] = nxt
+            self.position = n + 1
+            if hit_eos is not None:
+                hit_eos |= nxt == eos if fresh is None else fresh & (nxt == eos)
+            rows = [i for i in range(B) if lens[i] <= n and not self.finished[i]]
+            for i in rows:
+                if n + 1 >= ends[i]:
+                    self.finished[i] = True
+            if hit_eos is not None and bool(hit_eos.any()):
+                for i in hit_eos.nonzero().flatten().tolist():
+                    self.finished[i] = True
+            yield torch.tensor(rows, dtype=torch.long)
 
 
 def sample_text(

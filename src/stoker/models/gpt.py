@@ -175,6 +175,16 @@ class GPT(nn.Module):
         )
         self.reset_parameters()
 
+    def rebuild_buffers(self) -> None:
+        """Recompute the derived (non-saved) rotary table on the weights' device.
+
+        Restoring builds the model on the ``meta`` device and adopts the saved tensors
+        (no random init to throw away); this fills in what the config derives.
+        """
+        cfg = self.config
+        self.rope = rope_table(cfg.head_dim, cfg.max_seq_len, cfg.rope_theta).to(
+            self.tok_emb.weight.device)
+
     @torch.no_grad()
     def reset_parameters(self) -> None:
         """Deterministic init from the global torch RNG (the caller seeds it).

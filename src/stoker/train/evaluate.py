@@ -110,24 +110,44 @@ def evaluate_checkpoint(
     Returns (metrics, checkpoint, split). The metrics carry the keys training logged
     (``eval/loss``, ``eval/perplexity``...), so they compare directly with ``metrics.jsonl``
     and ``checkpoint.best_metric``; the split evaluated is returned beside them."""
-    from stoker.config import build
-    from stoker.train.data_setup import build_data, eval_loader
-    from stoker.train.distributed import DistEnv
     from stoker.train.loading import load_trained
 
     trained = load_trained(path)
     recipe = trained.recipe
-    data_cfg = recipe.data.model_copy(update={"eval_split": split}) if split else recipe.data
-    data = build_data(data_cfg, recipe.model, seed=recipe.seed)
-    if data.eval is None:
-        from stoker.errors import DataError
+    out = evaluate_model(trained.model, recipe.model_dump(mode="json"), split=split,
+                         max_batches=max_batches, seed=recipe.seed)
+    return out, trained.checkpoint, split or recipe.data.eval_split
 
+
+def evaluate_model(
+    model: Any, config: Mapping[str, Any], *, split: str | None = None,
+    max_batches: int | None = None, seed: int = 0,
+) -> dict[str, float]:
+    """Evaluate ``model`` on one split, as described by the ``data``, ``model_inputs``,
+    ``losses`` and ``metrics`` sections of ``config`` (a run's config or an archive's
+    ``eval`` section), on CPU in this process."""
+    from pydantic import TypeAdapter
+
+    from stoker.config import build
+    from stoker.errors import DataError
+    from stoker.train.data_setup import build_data, eval_loader
+    from stoker.train.distributed import DistEnv
+    from stoker.train.recipe import DataConfig
+
+    missing = [k for k in ("data", "losses") if not config.get(k)]
+    if missing:
+        raise DataError(f"cannot evaluate: the model comes without {' and '.join(missing)} "
+                        "(an archive imported from elsewhere has no dataset to evaluate on)")
+    data_cfg = TypeAdapter(DataConfig).validate_python(dict(config["data"]))
+    if split:
+        data_cfg = data_cfg.model_copy(update={"eval_split": split})
+    data = build_data(data_cfg, model.config, seed=seed)
+    if data.eval is None:
         raise DataError(f"split '{data_cfg.eval_split}' has no complete window to evaluate")
     loader = eval_loader(data.eval, batch_size=data_cfg.eval_batch_size or data_cfg.batch_size,
                          rank=0, world_size=1, num_workers=0)
-    losses = {k: build(v) for k, v in recipe.losses.items()}
-    metrics = {k: build(v) for k, v in recipe.metrics.items()}
-    out = evaluate(trained.model, loader, inputs=recipe.model_inputs, losses=losses,
-                   metrics=metrics, env=DistEnv(), max_batches=max_batches,
-                   prefix="eval/")
-    return out, trained.checkpoint, data_cfg.eval_split
+    losses = {k: build(v) for k, v in config["losses"].items()}
+    metrics = {k: build(v) for k, v in (config.get("metrics") or {}).items()}
+    inputs = config.get("model_inputs") or {"input_ids": "batch.input_ids"}
+    return evaluate(model, loader, inputs=inputs, losses=losses, metrics=metrics,
+                    env=DistEnv(), max_batches=max_batches, prefix="eval/")

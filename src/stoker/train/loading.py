@@ -40,8 +40,7 @@ class TrainedModel:
 def _from_artifact(uri: str) -> Path:
     from stoker.artifacts.registry import resolve_registry
 
-    entry = resolve_registry(None).resolve(uri)
-    path = Path(getattr(entry, "path", None) or entry)
+    path = Path(str(resolve_registry(None).load(uri).path))
     return path / "checkpoint" if (path / "checkpoint").is_dir() else path
 
 

@@ -1,0 +1,306 @@
+"""The ``.stoker`` container: one uncompressed tar with a SHA-256 manifest, read safely.
+
+Layout (member names are POSIX paths relative to the archive root)::
+
+    config.json          what restore builds: model config, tokenizer dir, eval section
+    weights.safetensors  the model's tensors (safetensors only; nothing is unpickled)
+    tokenizer/...        the tokenizer's own files (loadable without stoker)
+    files/...            other files the config referred to (paths rewritten to members)
+    lineage.json         where it came from: checkpoint, step, metrics, data, run config
+    MANIFEST.json        format, and size + SHA-256 of every other member (written last)
+
+Why a tar and no compression: any tool lists and unpacks it, and weights do not compress;
+reading a member is one seek, and hashing/loading runs at disk speed.
+
+Reading never trusts the file: every member must be a regular file with a relative name
+(no absolute path, no ``..``, no link, no device, no duplicate), every member must be in
+the manifest with its exact size, and a member's bytes are checked against their SHA-256
+before anything uses them. Pickle-format members are refused by name and by content.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import mmap
+import os
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path, PurePosixPath
+from typing import Any, BinaryIO
+
+from stoker.atomic import atomic_file
+from stoker.errors import ArchiveError
+
+__all__ = ["FORMAT", "MANIFEST", "ArchiveReader", "ArchiveWriter", "is_archive"]
+
+FORMAT = "stoker-archive/1"
+MANIFEST = "MANIFEST.json"
+_PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy",
+                    ".npz", ".pdparams")
+_CHUNK = 8 << 20
+
+
+def is_archive(path: str | os.PathLike[str]) -> bool:
+    """True when ``path`` is a file that looks like a tar (what ``pack`` writes)."""
+    p = Path(path)
+    if not p.is_file():
+        return False
+    try:
+        with open(p, "rb") as f:
+            f.seek(257)
+            return f.read(5) == b"ustar"
+    except OSError:
+        return False
+
+
+def _check_name(name: str, where: str) -> str:
+    """A safe member name, or an ArchiveError saying why not."""
+    if not name or name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
+        raise ArchiveError(f"{where}: member {name!r} has an absolute or non-POSIX path; "
+                           "refusing to read this archive")
+    parts = PurePosixPath(name).parts
+    if any(p in ("..", ".") for p in parts) or not parts:
+        raise ArchiveError(f"{where}: member {name!r} points outside the archive ('..'); "
+                           "refusing to read this archive")
+    if name.lower().endswith(_PICKLE_SUFFIXES):
+        raise ArchiveError(f"{where}: member {name!r} is a pickle-format file; stoker "
+                           "archives hold weights as safetensors only, and pickles can run "
+                           "code when loaded")
+    return "/".join(parts)
+
+
+class _HashingWriter:
+    """Write to ``f`` while a helper thread hashes the same bytes (hashlib drops the GIL)."""
+
+    def __init__(self) -> None:
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def feed(self, f: BinaryIO, data: bytes | memoryview) -> None:
+        mv = memoryview(data).cast("B")
+        for i in range(0, len(mv), _CHUNK):
+            chunk = mv[i : i + _CHUNK]
+            t = threading.Thread(target=self.sha.update, args=(chunk,))
+            t.start()
+            f.write(chunk)
+            t.join()
+            self.size += len(chunk)
+
+
+class ArchiveWriter:
+    """Build an archive member by member; the file appears (atomically) on :meth:`close`.
+
+    Use as a context manager: leaving the block with an error leaves nothing behind.
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        self._members: dict[str, dict[str, Any]] = {}
+        self._cm = atomic_file(self.path)
+        self._f: BinaryIO = self._cm.__enter__()
+        self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.PAX_FORMAT)
+
+    def _info(self, name: str, size: int) -> tarfile.TarInfo:
+        name = _check_name(name, str(self.path))
+        if name in self._members:
+            raise ArchiveError(f"{self.path}: member {name!r} added twice")
+        info = tarfile.TarInfo(name)
+        info.size, info.mode, info.mtime = size, 0o644, 0  # reproducible bytes
+        return info
+
+    def add_bytes(self, name: str, data: bytes | memoryview) -> None:
+        """Add one member from memory (hashing while it is written)."""
+        data = memoryview(data).cast("B")
+        info = self._info(name, len(data))
+        self._f.write(info.tobuf(self._tar.format, self._tar.encoding, self._tar.errors))
+        h = _HashingWriter()
+        h.feed(self._f, data)
+        pad = (-h.size) % tarfile.BLOCKSIZE
+        if pad:
+            self._f.write(b"\0" * pad)
+        self._tar.offset += tarfile.BLOCKSIZE * (1 + (h.size + tarfile.BLOCKSIZE - 1)
+                                                 // tarfile.BLOCKSIZE)
+        self._members[info.name] = {"size": h.size, "sha256": h.sha.hexdigest()}
+
+    def add_json(self, name: str, obj: Any) -> None:
+        self.add_bytes(name, json.dumps(obj, indent=2, sort_keys=True).encode("utf-8"))
+
+    def add_file(self, name: str, path: str | os.PathLike[str]) -> None:
+        self.add_bytes(name, Path(path).read_bytes())
+
+    def add_tree(self, prefix: str, root: str | os.PathLike[str]) -> list[str]:
+        """Add every regular file under ``root`` as ``prefix/<relative path>``."""
+        root = Path(root)
+        added = []
+        for p in sorted(root.rglob("*")):
+            if p.is_symlink():
+                raise ArchiveError(f"{p} is a symbolic link; archives hold regular files only")
+            if p.is_file():
+                name = f"{prefix}/{p.relative_to(root).as_posix()}"
+                self.add_file(name, p)
+                added.append(name)
+        return added
+
+    def close(self, meta: dict[str, Any]) -> Path:
+        """Write the manifest last and publish the file."""
+        manifest = {"format": FORMAT, **meta, "members": dict(sorted(self._members.items()))}
+        data = json.dumps(manifest, indent=2).encode("utf-8")
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mode, info.mtime = len(data), 0o644, 0
+        self._tar.addfile(info, io.BytesIO(data))
+        self._tar.close()
+        self._cm.__exit__(None, None, None)
+        return self.path
+
+    def abort(self, exc: BaseException) -> None:
+        try:
+            self._tar.close()
+        except (OSError, tarfile.TarError):
+            pass
+        self._cm.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self) -> ArchiveWriter:
+        return self
+
+    def __exit__(self, et: Any, exc: Any, tb: Any) -> None:
+        if exc is not None and not self._tar.closed:
+            self.abort(exc)
+
+
+class ArchiveReader:
+    """Open an archive and check its structure and manifest before any member is used."""
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+        where = str(self.path)
+        if not self.path.is_file():
+            raise ArchiveError(f"model archive {where} does not exist (make one with "
+                               "`stoker pack --checkpoint RUN_DIR --output model.stoker`)")
+        try:
+            tar = tarfile.open(self.path, mode="r:")
+            infos = tar.getmembers()
+        except (tarfile.TarError, OSError) as e:
+            raise ArchiveError(f"{where} is not a stoker model archive (an uncompressed tar "
+                               f"written by `stoker pack`): {e}") from None
+        self._tar = tar
+        self.entries: dict[str, tarfile.TarInfo] = {}
+        for info in infos:
+            kind = _kind(info)
+            if kind != "file":
+                raise ArchiveError(f"{where}: member {info.name!r} is a {kind}; archives hold "
+                                   "regular files only, refusing to read this archive")
+            name = _check_name(info.name, where)
+            if name in self.entries:
+                raise ArchiveError(f"{where}: member {name!r} appears twice")
+            self.entries[name] = info
+        if MANIFEST not in self.entries:
+            raise ArchiveError(f"{where} has no {MANIFEST}; it was not written by `stoker "
+                               "pack` or was cut short")
+        raw = self._raw(MANIFEST)
+        self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
+        try:
+            manifest = json.loads(raw)
+        except ValueError:
+            raise ArchiveError(f"{where}: {MANIFEST} is not valid JSON") from None
+        if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+            raise ArchiveError(f"{where}: unknown archive format "
+                               f"{manifest.get('format') if isinstance(manifest, dict) else '?'}"
+                               f" (this stoker reads {FORMAT})")
+        listed = manifest.get("members")
+        if not isinstance(listed, dict):
+            raise ArchiveError(f"{where}: {MANIFEST} lists no members")
+        present = set(self.entries) - {MANIFEST}
+        extra, missing = sorted(present - set(listed)), sorted(set(listed) - present)
+        if extra or missing:
+            raise ArchiveError(f"{where}: members do not match {MANIFEST} (not listed: {extra}; "
+                               f"missing: {missing}); the archive was altered")
+        for name, rec in listed.items():
+            if not isinstance(rec, dict) or self.entries[name].size != rec.get("size"):
+                raise ArchiveError(f"{where}: member {name!r} has size "
+                                   f"{self.entries[name].size}, {MANIFEST} says "
+                                   f"{rec.get('size') if isinstance(rec, dict) else '?'}; "
+                                   "the archive was altered or truncated")
+        self.manifest = manifest
+        self._verified: set[str] = set()
+
+    def close(self) -> None:
+        self._tar.close()
+
+    def __enter__(self) -> ArchiveReader:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def names(self, prefix: str = "") -> list[str]:
+        return sorted(n for n in self.entries if n != MANIFEST and n.startswith(prefix))
+
+    def _raw(self, name: str) -> bytes:
+        f = self._tar.extractfile(self.entries[name])
+        assert f is not None  # regular files only
+        return f.read()
+
+    def view(self, name: str) -> memoryview:
+        """A member's bytes, verified against the manifest (memory-mapped, copy-on-write)."""
+        if name not in self.entries or name == MANIFEST:
+            raise ArchiveError(f"{self.path} has no member {name!r} "
+                               f"(members: {', '.join(self.names()) or 'none'})")
+        info = self.entries[name]
+        with open(self.path, "rb") as f:
+            if info.size == 0:
+                data = memoryview(b"")
+            else:
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
+                data = memoryview(mm)[info.offset_data : info.offset_data + info.size]
+        if name not in self._verified:
+            digest = _sha256(data)
+            want = self.manifest["members"][name].get("sha256")
+            if digest != want:
+                raise ArchiveError(f"{self.path}: member {name!r} does not match its SHA-256 in "
+                                   f"{MANIFEST} (got {digest[:12]}..., expected "
+                                   f"{str(want)[:12]}...); the archive was tampered with or "
+                                   "corrupted and was not used")
+            self._verified.add(name)
+        return data
+
+    def read(self, name: str) -> bytes:
+        return bytes(self.view(name))
+
+    def read_json(self, name: str) -> Any:
+        try:
+            return json.loads(bytes(self.view(name)))
+        except ValueError:
+            raise ArchiveError(f"{self.path}: member {name!r} is not valid JSON") from None
+
+    def extract(self, prefix: str, dest: str | os.PathLike[str]) -> Path:
+        """Write the verified members under ``prefix/`` into ``dest`` (their relative paths)."""
+        dest = Path(dest)
+        for name in self.names(prefix + "/"):
+            target = dest / name[len(prefix) + 1 :]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.view(name))
+        return dest
+
+    def iter_members(self) -> Iterator[tuple[str, int]]:
+        for n in self.names():
+            yield n, self.entries[n].size
+
+
+def _kind(info: tarfile.TarInfo) -> str:
+    if info.isreg():
+        return "file"
+    if info.issym():
+        return f"symbolic link (to {info.linkname!r})"
+    if info.islnk():
+        return f"hard link (to {info.linkname!r})"
+    if info.isdev():
+        return "device file"
+    if info.isdir():
+        return "directory entry"
+    return "special file"
+
+
+def _sha256(data: memoryview) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -1,0 +1,181 @@
+"""``stoker.restore``: a model and its tokenizer back from a ``.stoker`` archive.
+
+Order matters for safety: the container is checked (member kinds, names, manifest sizes),
+then the config is read and every ``_target_`` in it checked as a string against stoker and
+the ``trust`` list, and only then is anything validated, imported or built. Each member's
+SHA-256 is checked before its bytes are used. Weights are read with safetensors; nothing is
+unpickled. Files the config refers to (``archive:files/...``) are written to a private
+cache directory named by the archive's manifest digest and the config points there; the
+working directory is never changed.
+
+:func:`load_weights` is the reusable half (weights + config, no model object decisions),
+so fine-tuning from an archive can load a state dict into its own model.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stoker.errors import ArchiveError, ConfigError
+from stoker.package.archive import ArchiveReader
+from stoker.package.packing import ARCHIVE_REF
+from stoker.package.trust import check_targets
+
+__all__ = ["ArchiveContents", "Restored", "load_weights", "restore"]
+
+
+@dataclass
+class Restored:
+    """A ready-to-use model: ``model`` (eval mode), ``tokenizer`` (or None), and where it came
+    from. ``config`` is the archive's config (``model`` section and, when packed from a run,
+    the ``eval`` section); ``lineage`` the packing record."""
+
+    model: Any
+    tokenizer: Any | None
+    config: dict[str, Any]
+    lineage: dict[str, Any] = field(default_factory=dict)
+    source: str = ""
+
+    def complete(self, prompts: list[str] | str, **options: Any) -> Any:
+        """Text for one prompt (a str) or each of several (see :func:`stoker.infer.complete`)."""
+        from stoker.infer.text import complete
+
+        single = isinstance(prompts, str)
+        out = complete(self.model, self.require_tokenizer(), [prompts] if single else prompts, **options)
+        return out[0].text if single and options.get("num_samples", 1) == 1 else out
+
+    def require_tokenizer(self) -> Any:
+        """The tokenizer, or a UserError saying text generation needs one."""
+        if self.tokenizer is None:
+            from stoker.errors import UserError
+
+            raise UserError(f"{self.source} has no tokenizer; text generation needs a "
+                            "language model packed with its tokenizer")
+        return self.tokenizer
+
+
+@dataclass
+class ArchiveContents:
+    """What :func:`load_weights` reads: the checked config, state dict and tokenizer."""
+
+    config: dict[str, Any]
+    state_dict: dict[str, Any]
+    tokenizer: Any | None
+    lineage: dict[str, Any]
+    digest: str
+
+
+def _cache_root() -> Path:
+    home = os.environ.get("STOKER_HOME")
+    base = Path(home) if home else Path.home() / ".cache" / "stoker"
+    return base / "archives"
+
+
+def _localize(tree: Any, reader: ArchiveReader, digest: str) -> Any:
+    """Replace ``archive:files/...`` references by paths of verified extracted copies."""
+    if isinstance(tree, dict):
+        return {k: _localize(v, reader, digest) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [_localize(v, reader, digest) for v in tree]
+    if isinstance(tree, str) and tree.startswith(ARCHIVE_REF):
+        name = tree[len(ARCHIVE_REF):]
+        data = reader.view(name)  # verified; raises when absent
+        target = _cache_root() / digest / name
+        if not (target.is_file() and target.stat().st_size == len(data)):
+            from stoker.atomic import atomic_write_bytes
+
+            atomic_write_bytes(target, data, fsync=False)
+        return str(target)
+    return tree
+
+
+def _tokenizer(reader: ArchiveReader, prefix: str | None) -> Any | None:
+    if not prefix:
+        return None
+    from stoker.data.tokenizers import load_tokenizer
+
+    with tempfile.TemporaryDirectory(prefix="stoker-restore-") as tmp:
+        reader.extract(prefix, tmp)
+        return load_tokenizer(tmp)
+
+
+def load_weights(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] = ()
+                 ) -> ArchiveContents:
+    """Check an archive and read its config, weights (tied names filled) and tokenizer."""
+    from safetensors.torch import load as st_load
+
+    with ArchiveReader(path) as reader:
+        config = reader.read_json("config.json")
+        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+            raise ArchiveError(f"{path}: config.json has no model section")
+        check_targets(config, trust, source=f"archive {path}")
+        digest = reader.manifest_sha256[:16]
+        config = _localize(config, reader, digest)
+        wname = str(config.get("weights") or "")
+        if not wname.endswith(".safetensors"):
+            raise ArchiveError(f"{path}: weights member {wname!r} is not a .safetensors file; "
+                               "stoker archives hold weights as safetensors only")
+        try:
+            state = st_load(reader.read(wname))
+        except Exception as e:  # safetensors raises its own SafetensorError on bad headers
+            raise ArchiveError(f"{path}: {wname} is not valid safetensors ({e})") from None
+        for alias, target in (config.get("tied") or {}).items():
+            if target in state:
+                state[alias] = state[target]
+        tok = _tokenizer(reader, config.get("tokenizer"))
+        lineage = reader.read_json("lineage.json") if "lineage.json" in reader.entries else {}
+    return ArchiveContents(config, state, tok, lineage if isinstance(lineage, dict) else {},
+                           digest)
+
+
+def restore(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] = (),
+            device: str = "cpu") -> Restored:
+    """Model (eval mode, on ``device``) and tokenizer from a ``.stoker`` archive."""
+    import torch
+
+    from stoker.models import build_model, parse_model_config
+
+    contents = load_weights(path, trust=trust)
+    try:
+        model_cfg = parse_model_config(contents.config["model"])
+    except ConfigError as e:
+        raise ArchiveError(f"{path}: its model config is invalid:\n{e}") from None
+    with torch.device("meta"):
+        model = build_model(model_cfg)
+    _load_into(model, contents.state_dict, contents.config.get("tied") or {}, str(path))
+    model.to(torch.device(device)).eval()
+    return Restored(model, contents.tokenizer, contents.config, contents.lineage, str(path))
+
+
+def _load_into(model: Any, state: dict[str, Any], tied: dict[str, str], where: str) -> None:
+    """Strict load onto a model built on the meta device; ties and derived buffers restored.
+
+    ``assign=True`` adopts the archive's tensors without a copy (and without paying for a
+    random init first); a tied pair then is two Parameters, so the alias is re-pointed at
+    its target's Parameter, as the model's constructor did.
+    """
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    bad_shape = [f"{k}: archive {tuple(state[k].shape)} vs model {tuple(v.shape)}"
+                 for k, v in model.state_dict().items()
+                 if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    if missing or unexpected or bad_shape:
+        raise ArchiveError(
+            f"{where}: the weights do not fit the model its config describes "
+            f"(missing: {missing[:10]}; unexpected: {unexpected[:10]}; shapes: {bad_shape[:10]})"
+        )
+    model.load_state_dict(state, assign=True)
+    for alias, target in tied.items():
+        owner, _, leaf = alias.rpartition(".")
+        setattr(model.get_submodule(owner) if owner else model, leaf,
+                model.get_parameter(target))
+    rebuild = getattr(model, "rebuild_buffers", None)
+    if callable(rebuild):
+        rebuild()
+    meta = [n for n, b in model.named_buffers() if b.is_meta]
+    meta += [n for n, p in model.named_parameters() if p.is_meta]
+    if meta:
+        raise ArchiveError(f"{where}: {meta[:5]} could not be restored from the archive")
