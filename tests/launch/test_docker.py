@@ -201,10 +201,13 @@ def test_container_gets_only_named_env_read_only_project_and_exit_code(
     monkeypatch.setenv("NOT_NAMED", "leak")
     config = {"kind": "docker", "image": docker_image.name, "network": "none",
               "mounts": [f"{h}:{c}:ro" for h, c in docker_image.mounts],
-              "env_vars": ["STOKER_SECRET_TOKEN"], "python": docker_image.python}
-    code = ("import os, sys, helper; print('hello', helper.VALUE, os.getcwd(), "
+              "env_vars": ["STOKER_SECRET_TOKEN"], "python": docker_image.python,
+              "shm_size": "48m"}
+    code = ("import os, sys, helper; v = os.statvfs('/dev/shm'); "
+            "print('hello', helper.VALUE, os.getcwd(), "
             "os.environ.get('STOKER_SECRET_TOKEN'), os.environ.get('NOT_NAMED'), "
-            "os.environ.get('VISIBLE')); print('to stderr', file=sys.stderr)\n"
+            "os.environ.get('VISIBLE'), v.f_blocks * v.f_frsize // 2**20); "
+            "print('to stderr', file=sys.stderr)\n"
             "try:\n    open('written.txt', 'w')\nexcept OSError as e:\n    print('ro', e.errno)\n"
             "sys.exit(3)")
     task = Task("fails", ["-c", code], tmp_path / "exp-env" / "fails", project,
@@ -217,7 +220,8 @@ def test_container_gets_only_named_env_read_only_project_and_exit_code(
     st = _wait(get_executor(config), handle)
     assert (st.state, st.exit_code) == (JobState.FAILED, 3), st
     out, err = (p.read_text() for p in ex.log_files(handle))
-    assert out.split() == ["hello", "42", str(project), "tok-123", "None", "yes", "ro", "30"]
+    assert out.split() == ["hello", "42", str(project), "tok-123", "None", "yes", "48", "ro",
+                           "30"]  # 48 MiB of /dev/shm: executor.shm_size reached docker
     assert err == "to stderr\n"
     assert not (project / "written.txt").exists()
     # The answer outlives the container.
