@@ -404,6 +404,9 @@ def _rootfs_tar(path: Path, links: list[str]) -> None:
             add_dir(d)
         add_dir("tmp", 0o1777)
         for top in links:
+            if top == "sbin":  # docker --init puts its init at /sbin/docker-init: a real
+                add_dir(top)   # folder (a link would lead into the read-only /usr mount)
+                continue
             info = tarfile.TarInfo(top)
             info.type, info.linkname = tarfile.SYMTYPE, os.readlink(f"/{top}")
             tar.addfile(info)

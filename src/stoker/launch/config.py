@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from stoker.errors import ConfigError, ConfigProblem
 
 __all__ = [
-    "DEFAULT_PASS_ENV", "DetachedConfig", "DockerConfig", "ExecutorConfig", "KINDS",
-    "LocalConfig", "SlurmConfig", "TorchrunConfig", "parse_executor_config",
+    "DEFAULT_PASS_ENV", "DOCKER_PASS_ENV", "DetachedConfig", "DockerConfig", "ExecutorConfig",
+    "KINDS", "LocalConfig", "SlurmConfig", "TorchrunConfig", "parse_executor_config",
 ]
 
 # Variables a job started on THIS machine keeps from the launcher's environment: what a
@@ -29,6 +29,12 @@ DEFAULT_PASS_ENV: tuple[str, ...] = (
     "TMPDIR", "TERM", "VIRTUAL_ENV", "CONDA_PREFIX", "LD_LIBRARY_PATH", "PYTHONPATH",
     "PYTHONHASHSEED", "CUDA_VISIBLE_DEVICES", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
     "STOKER_HOME", "STOKER_OUTPUTS", "STOKER_VERBOSE", "WANDB_MODE", "MLFLOW_TRACKING_URI",
+)
+# What a container keeps from the launcher's environment: only names whose values mean the
+# same inside it (no host paths: the image has its own PATH, HOME and packages).
+DOCKER_PASS_ENV: tuple[str, ...] = (
+    "LANG", "LC_ALL", "TZ", "PYTHONHASHSEED", "OMP_NUM_THREADS", "MKL_NUM_THREADS",
+    "STOKER_VERBOSE", "WANDB_MODE",
 )
 
 EnvVars = Union[list[str], dict[str, str]]
@@ -155,20 +161,46 @@ class SlurmConfig(_Executor):
 
 
 class DockerConfig(_Executor):
-    """`docker run` of the job in a container, followed like the others."""
+    """`docker run` of the job in a container, followed like the others (docs/docker.md)."""
 
     kind: Literal["docker"] = Field("docker", description="Executor kind (discriminator).")
-    image: str = Field(description="Image to run (built or imported locally).")
-    mounts: list[str] = Field(default_factory=list, description="SRC:DST[:ro] bind mounts.")
-    workdir: str | None = Field(None, description="Working directory in the container; None: "
-                                "the project directory, mounted at the same path.")
+    image: str = Field(description="Image to run (built or imported locally, or pulled by "
+                       "docker as usual).")
+    mounts: list[str] = Field(default_factory=list, description="SRC:DST[:ro] bind mounts "
+                              "(data, caches). The job folder, the project (read-only), the "
+                              "run directory and $STOKER_HOME are mounted already.")
+    workdir: str | None = Field(None, description="Working directory in the container, for "
+                                "code baked into the image (the project is then not mounted); "
+                                "None: the project directory, mounted read-only at the same "
+                                "path.")
+    ship_code: bool = Field(False, description="Copy the project's code into the job folder "
+                            "(git archive of HEAD plus uncommitted changes, recorded in "
+                            "code.json) and run there instead of mounting the project: later "
+                            "edits do not reach a running job.")
+    mount_home: bool = Field(True, description="Mount $STOKER_HOME read-write at the same path "
+                             "(artifact registry, built-in corpus cache) and set it in the "
+                             "container.")
     gpus: str | int | None = Field(None, description="--gpus (all, a count, device=0,1).")
     shm_size: str | None = Field(None, description="--shm-size, e.g. 8g (DataLoader workers).")
-    user: str | None = Field(None, description="--user uid:gid; None: the image's user.")
-    network: str | None = Field(None, description="--network (host, none, a network name).")
+    user: str | None = Field(None, description="--user uid:gid; None: the image's user. Files "
+                             "the job writes through mounts belong to this user.")
+    network: str | None = Field(None, description="--network (host, none, a network name); "
+                                "None: docker's default.")
+    init: bool = Field(True, description="--init: a tiny init as PID 1 forwards `docker stop`'s "
+                       "SIGTERM to the job and reaps its children.")
+    run_args: list[str] = Field(default_factory=list, description="More `docker run` options, "
+                                "as separate words (--ipc=host, --ulimit=memlock=-1).")
+    pass_env: list[str] = Field(
+        default_factory=lambda: list(DOCKER_PASS_ENV),
+        description="Names kept from the launcher's environment that mean the same inside a "
+        "container (seed, thread counts, time zone). Host paths such as PATH or PYTHONPATH are "
+        "not among them: name them in env_vars when the container mirrors the host's paths.")
+    cancel_grace_s: float = Field(
+        60.0, ge=0,
+        description="`stoker exp cancel` runs `docker stop` with this grace period: SIGTERM "
+        "(the trainer saves a checkpoint and stops), SIGKILL after it.")
     python: str | None = Field(None, description="Python in the container; None: this "
                                "interpreter's path (mounted from the host).")
-
 
 ExecutorConfig = Annotated[
     Union[LocalConfig, DetachedConfig, TorchrunConfig, SlurmConfig, DockerConfig],

@@ -219,7 +219,7 @@ class Experiment:
             folders.add(folder)
             job_dir = self.store.task_dir(exp_id, folder)
             task = Task(s.name, s.program(job_dir), job_dir, s.workdir,
-                        s.executor.job_env(), list(s.depends_on))
+                        s.executor.job_env(), list(s.depends_on), s.run_dir)
             ex = get_executor(s.executor)
             ex.check(task)
             out.append((s, task, ex))
@@ -402,7 +402,7 @@ def task_for_submit(record: TaskRecord, job_dir: Path) -> tuple[Task, Executor]:
     cfg = stored_executor_config(record)
     workdir = Path(record.workdir)
     task = Task(record.name, list(record.program), job_dir, workdir, cfg.job_env(),
-                list(record.depends_on))
+                list(record.depends_on), record.run_dir)
     return task, get_executor(cfg)
 
 

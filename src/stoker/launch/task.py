@@ -28,6 +28,8 @@ class Task:
     """ONLY variables named explicitly (profile env_vars, thread counts)."""
     depends_on: list[str] = field(default_factory=list)
     """Names of tasks that must succeed first."""
+    run_dir: str | None = None
+    """The training's run directory when it is known at launch (a container mounts it)."""
 
     @property
     def stdout(self) -> Path:
