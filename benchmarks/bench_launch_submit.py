@@ -17,7 +17,7 @@ hits both alike; medians are printed with their spread and the load average.
     detach from a local job (it says so and waits), so its command returns when the job
     ends; "to running" is still comparable. Also ``stoker train gpt-char`` (tiny) with
     ``executor=detached`` to its first training step, stoker only (no NeMo-Run recipe).
-(b) Slurm, the tests' private single-node cluster: stoker ``executor=slurm`` vs NeMo-Run's
+(b) Slurm, the tests' private single-node cluster: stoker ``executor=slurm --detach`` vs NeMo-Run's
     ``SlurmExecutor`` with a ``LocalTunnel``; both ship the code of the same git project
     (stoker: git archive + uncommitted changes; NeMo-Run: ``GitArchivePackager``). Raw
     ``sbatch --wrap`` of the stdlib marker script is printed as the floor.
@@ -179,8 +179,10 @@ class Bench:
     def stoker(self, executor: str, extra_env: dict[str, str] | None = None
                ) -> tuple[float, float, str]:
         m = self.marker()
+        # --detach: return once submitted, like NeMo-Run's run.run(detach=True) (implied by
+        # executor=detached; without it a Slurm launch follows the job's log to its end)
         return self.launch([sys.executable, "stoker_job.py", f"marker={m}", f"executor={executor}",
-                            "--yes"], {**self.senv, **(extra_env or {})}, m,
+                            "--detach", "--yes"], {**self.senv, **(extra_env or {})}, m,
                            r"launched experiment (\S+)")
 
     def nemo(self, mode: str, where: str, extra_env: dict[str, str] | None = None
