@@ -72,6 +72,7 @@ def committed(run: Path) -> list[int]:
 def one_run(cluster, env: dict[str, str], data: Path, work: Path, i: int) -> dict[str, float]:
     run = work / f"run-{i}"
     t0 = time.monotonic()
+    before = set((Path(env["STOKER_HOME"]) / "experiments").glob("*/*/logs/stderr.log"))
     proc = subprocess.run([*stoker_cmd(), "train", "gpt-char", *tiny_overrides(
         data, run, "trainer.max_steps=100000"), "executor=slurm", "--detach", "--yes"],
         cwd=work / "project", env=env, capture_output=True, text=True, timeout=120)
@@ -87,6 +88,8 @@ def one_run(cluster, env: dict[str, str], data: Path, work: Path, i: int) -> dic
     first_step = time.monotonic() - t0
     wait_for(lambda: len(steps(run)) >= STEPS_BEFORE, 180, poll=0.01)
 
+    logs = [p for p in (Path(env["STOKER_HOME"]) / "experiments").glob("*/*/logs/stderr.log")
+            if p not in before]  # this job's
     cluster.run("scancel", "--signal=USR1", job_id)
     sig = time.monotonic()
     t: dict[str, float] = {"cold start (submit to first step)": first_step}
@@ -99,6 +102,9 @@ def one_run(cluster, env: dict[str, str], data: Path, work: Path, i: int) -> dic
             ckpt = committed(run)[-1]
             t["checkpoint"] = now - sig
         state = cluster.job_field(job_id, "JobState")
+        if "exited" not in t and any("requeueing job" in p.read_text(errors="replace")
+                                     for p in logs):
+            t["exited"] = now - sig  # the batch script saw exit 138 and runs scontrol requeue
         if left_running is None and state != "RUNNING":  # COMPLETING, REQUEUED, PENDING
             left_running = now
             t["requeue"] = now - sig
@@ -144,16 +150,19 @@ def main() -> None:
                 results.append(r)
                 print(f"  [{i + 1}/{args.runs}] USR1 at step >= {STEPS_BEFORE}, checkpoint step "
                       f"{int(r['ckpt_step'])}: checkpoint {r['checkpoint']:.2f} s, requeued "
-                      f"{r['requeue']:.2f} s, running again {r['running again']:.2f} s, first "
+                      f"{r['requeue']:.2f} s (trainer exited {r.get('exited', float('nan')):.2f} s), running again {r['running again']:.2f} s, first "
                       f"resumed step {r['first resumed step']:.2f} s (cold start "
                       f"{r['cold start (submit to first step)']:.2f} s)  ({load()})", flush=True)
         finally:
             started.__exit__(None, None, None)
-        m = {k: med([r[k] for r in results]) for k in results[0]}
+        m = {k: med([r[k] for r in results if k in r]) for k in results[0]}
         print(f"\nmedian of {len(results)}, seconds after `scancel --signal=USR1`:")
         print(f"  checkpoint committed      {m['checkpoint']:6.2f}   (step boundary + save)")
-        print(f"  job requeued              {m['requeue']:6.2f}   (+{m['requeue'] - m['checkpoint']:.2f}: "
-              "process exit, scontrol requeue)")
+        if "exited" in m:
+            print(f"  trainer exited 138        {m['exited']:6.2f}   (+{m['exited'] - m['checkpoint']:.2f}: "
+                  "close outputs, interpreter exit, srun step end; the script says 'requeueing')")
+        print(f"  job requeued              {m['requeue']:6.2f}   (+{m['requeue'] - m.get('exited', m['checkpoint']):.2f}: "
+              "scontrol requeue until the job leaves RUNNING)")
         print(f"  job running again         {m['running again']:6.2f}   "
               f"(+{m['running again'] - m['requeue']:.2f}: Slurm's requeue wait, cred_expire=5 + "
               "scheduler)")
