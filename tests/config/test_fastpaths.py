@@ -39,7 +39,8 @@ def _parsed(fn, text):
 
 
 _fast_chars = st.sampled_from(list("aAzZ_09185.eE+-~=xX ") + ["true", "False", "NULL", "inf", "NaN",
-                                                               "1_0", "'", "${a}", "[1]", ",", "/"])
+                                                               "1_0", "'", "${a}", "[1]", ",", "/", ":", "@",
+                                                               "%", "*", "?", "|", "$", "\\", "(", "tmp/x.txt"])
 
 
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -53,9 +54,18 @@ def test_fast_override_path_agrees_with_hydras_parser(text):
 
 @pytest.mark.parametrize("text", ["a=1", "a.b=-1_000", "a=1.", "a=.5", "a=1e-3", "a=+1E5", "a=inf",
                                   "a=-NaN", "a=TRUE", "a=false", "a=Null", "a=nullx", "a=", "++a-b.c_d=x-y",
-                                  "+a=truex", "~a.b", "~a=3", "~a=", "~a=null", "a=1_0.5_5", "a=0", "a=infinity"])
+                                  "+a=truex", "~a.b", "~a=3", "~a=", "~a=null", "a=1_0.5_5", "a=0", "a=infinity",
+                                  "a=/data/char", "out=runs/a-1.5", "a=host:29500", "a=1-2", "a=/", "a=:",
+                                  "a=x@y", "a=1.5/2", "~a=/x", "a=+inf.x", "a=%*?|", "a=.5.5", "a=1e", "a=-"])
 def test_fast_override_path_examples(text):
     assert _parsed(plain_override, text) == _parsed(_hydra_parse, text)
+
+
+@pytest.mark.parametrize("text", ["a=/x y", "a=/x$y", "a=${x}/y", "a=/x\\,y", "a=a/b,c/d", "a=x=y",
+                                  "a=[/x]", "a='/x'"])
+def test_fast_override_path_leaves_the_rest_to_hydra(text):
+    # spaces, escapes, interpolations, sweeps, containers and quotes: Hydra's parser decides
+    assert plain_override(text) is None
 
 
 # ---------------------------------------------------------------- OmegaConf's `${a.b}`

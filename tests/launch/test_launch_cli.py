@@ -164,6 +164,26 @@ def test_entrypoint_script_launches_itself_with_its_exported_config(
     assert "Traceback" not in unknown.stderr
 
 
+def test_submitting_imports_neither_torch_nor_hydra(project: Path, env: dict[str, str],
+                                                   tiny_data: Path) -> None:
+    """Submission stays light: torch loads in the job, and path overrides (data.path=/...,
+    output_dir=/...) are read without Hydra's ANTLR parser."""
+    out = project / "run"
+    # every override in the plain forms (a list such as loggers=[jsonl] is Hydra's to read)
+    overrides = [o for o in tiny_overrides(tiny_data, out, "trainer.max_steps=2")
+                 if not o.startswith("loggers=")]
+    sub = stoker("-X", "importtime", "-m", "stoker", "train", "gpt-char", *overrides,
+                 "executor=detached", "--yes", cwd=project, env=env, python=True)
+    assert sub.returncode == 0, sub.stderr
+    imported = {line.rsplit("|", 1)[1].strip().split(".")[0]
+                for line in sub.stderr.splitlines() if line.startswith("import time:")}
+    assert "stoker" in imported  # the probe works
+    assert not imported & {"torch", "hydra", "numpy"}, sorted(imported & {"torch", "hydra", "numpy"})
+    follow = stoker("exp", "logs", launched_id(sub), "--follow", cwd=project, env=env)
+    assert follow.returncode == 0, follow.stderr
+    assert [r["step"] for r in read_metrics(out) if "loss" in r][-1] == 2  # the job ran
+
+
 BAD_TOML = """
 [typo]
 executor = "slurm"

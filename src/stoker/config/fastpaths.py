@@ -35,8 +35,9 @@ NO_FAST = object()  #: what a fast path returns when the library must decide
 # patterns are Hydra's own lexer rules (hydra/grammar/OverrideLexer.g4) for a key made of
 # identifiers and a value that is exactly one FLOAT, INT, BOOL, NULL or ID token; the token
 # is converted exactly as Hydra's visitor does (float(), int(), lower() == "true", None,
-# the text). Anything else (spaces, quotes, lists, `${...}`, escapes, `$`, `/`, `@`, sweeps)
-# goes to Hydra's parser, so the grammar and its error messages stay Hydra's.
+# the text), or a plain string of several such tokens and unquoted characters (`/`, `:`...).
+# Anything else (spaces, quotes, lists, `${...}`, escapes, `$`, sweeps) goes to Hydra's
+# parser, so the grammar and its error messages stay Hydra's.
 _ID = r"[A-Za-z_][A-Za-z0-9_\-]*"
 _INT_U = r"(?:0|[1-9](?:_?[0-9])*)"
 _POINT_FLOAT = rf"(?:{_INT_U}\.|{_INT_U}?\.[0-9](?:_?[0-9])*)"
@@ -49,6 +50,12 @@ _FAST_TOKENS = (  # in the lexer's rule order: on a tie the earlier rule wins
     ("null", re.compile(r"[Nn][Uu][Ll][Ll]")),
     ("id", re.compile(_ID)),
 )
+# A value of several tokens drawn only from ID, INT, FLOAT, BOOL, NULL, UNQUOTED_CHAR (less
+# `$` and `\\`) and COLON is a string: Hydra's visitor joins the tokens' text (nothing to
+# unescape, no whitespace to strip). Paths (`data.path=/data/char`, `out=runs/a-1.5`) and
+# `host:port` take this form; each of these characters lexes on its own, so any such text
+# is a valid token sequence.
+_PLAIN_STRING = re.compile(r"[A-Za-z0-9_\-/.+%*@?|:]+")
 
 
 class PlainOverride(NamedTuple):
@@ -76,6 +83,8 @@ def _plain_value(text: str) -> Any:
             if kind == "null":
                 return None
             return text
+    if _PLAIN_STRING.fullmatch(text):
+        return text
     return NO_FAST
 
 
