@@ -109,8 +109,9 @@ def launch_sweep(kind: str, target: Any, overrides: Sequence[str], executor: Any
 
     exp = Experiment(name or title, executor=executor)
     if kind == "train":
-        # like a single launch: --dryrun checks the _target_ nodes (torch), submitting not
-        exp.add_train_sweep(target, overrides, check_targets=dryrun)
+        # Every point is checked in full, _target_ nodes too (that imports torch), before
+        # anything is submitted: a bad value would otherwise fail after other points ran.
+        exp.add_train_sweep(target, overrides, check_targets=True)
     else:
         exp.add_entrypoint_sweep(target, overrides, config=config)
     if parallel is None and exp.executor.kind in HOST_KINDS:

@@ -44,8 +44,10 @@ class SweepPoint:
     def dir_name(self, limit: int = 60) -> str:
         """A folder name that can be typed back as an override value: ``0_optim.lr-0.001_seed-1``
         (no ``=`` or ``,``, which the override grammar would read as a sweep)."""
-        body = "_".join(f"{k}-{v}" for k, v in self.values.items())
-        body = re.sub(r"[^A-Za-z0-9._+-]+", "-", body).strip("-.")
+        def clean(text: str) -> str:
+            return re.sub(r"[^A-Za-z0-9._+-]+", "-", text).strip("-.")
+
+        body = "_".join(f"{clean(k)}-{clean(v)}" for k, v in self.values.items())
         return f"{self.index}_{body}" if body and len(body) <= limit else str(self.index)
 
 
