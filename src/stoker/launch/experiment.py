@@ -288,8 +288,9 @@ class Experiment:
             deps = f" (after {', '.join(task.depends_on)})" if task.depends_on else ""
             parts.append(f"\n== task {task.name}{deps}: executor {ex.kind}")
             if s.cfg is not None:
-                what = "the config above" if not self.sweep else "this point's overrides applied"
-                parts.append(f"# {task.job_dir / CONFIG_FILE}: {what} (resolved)")
+                what = ("the config above (resolved)" if not self.sweep
+                        else "this point's config (the overrides above applied, resolved)")
+                parts.append(f"# {task.job_dir / CONFIG_FILE}: {what}")
             parts.append(ex.describe(task))
         return "\n".join(parts)
 
