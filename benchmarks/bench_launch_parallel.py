@@ -4,7 +4,9 @@ Baseline, same run: the same two tasks run in sequence (mode="sequential"), each
 whole machine (torch's default: one intra-op thread per core). stoker: the two in parallel
 (mode="parallel"); the launcher gives each ``cores / 2`` threads (``trainer.num_threads``,
 recorded in the run's config, plus ``OMP_NUM_THREADS``). Goal: parallel within 1.2x of the
-sequential time. ``--unshared`` adds what happened before stoker shared the cores: the
+sequential time. ``--same-threads`` adds the pair in sequence with the shared thread count each (the
+parallel run against the same per-task work). ``--unshared`` adds what happened before
+stoker shared the cores: the
 two in parallel with all cores' worth of threads each (spinning OpenMP threads fighting
 over the same cores; ~10x slower steps seen with ``make demo`` beside another training).
 
@@ -12,12 +14,13 @@ Each task is a real ``python -m stoker train`` child process (the local executor
 times include starting Python and importing torch. Prints the load average before and
 after: on a shared machine the figure drifts with what else runs.
 
-    python benchmarks/bench_launch_parallel.py [--steps 120] [--unshared]
+    python benchmarks/bench_launch_parallel.py [--steps 120] [--unshared] [--same-threads]
 """
 from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import sys
 import tempfile
 import time
@@ -52,6 +55,7 @@ def run_pair(root: Path, data: Path, steps: int, mode: str, threads: int | None)
     from stoker.launch.store import JobStore
 
     tag = f"{mode}-{threads or 'auto'}"
+    root.mkdir(parents=True, exist_ok=True)
     exp = Experiment(f"bench-{tag}", executor="local", store=JobStore(root / "store"), cwd=root)
     for i in range(2):
         extra = [f"trainer.num_threads={threads}"] if threads else []
@@ -67,6 +71,10 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=120)
     ap.add_argument("--unshared", action="store_true",
                     help="also run the two in parallel with all cores' threads each")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="repeat the runs interleaved and report medians (a busy machine)")
+    ap.add_argument("--same-threads", action="store_true",
+                    help="also run the two in sequence with the shared thread count each")
     args = ap.parse_args()
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # every task picks its own count
         os.environ.pop(k, None)
@@ -78,19 +86,31 @@ def main() -> None:
         root = Path(tmp)
         os.environ["STOKER_HOME"] = str(root / "home")
         data = make_data(root)
-        seq = run_pair(root, data, args.steps, "sequential", None)
-        par = run_pair(root, data, args.steps, "parallel", None)
-        unshared = (run_pair(root, data, args.steps, "parallel", cores)
-                    if args.unshared else None)
+        runs: dict[str, list[float]] = {"seq": [], "par": [], "unshared": [], "same": []}
+        for r in range(args.rounds):
+            runs["seq"].append(run_pair(root / f"r{r}", data, args.steps, "sequential", None))
+            runs["par"].append(run_pair(root / f"r{r}", data, args.steps, "parallel", None))
+            if args.unshared:
+                runs["unshared"].append(run_pair(root / f"r{r}", data, args.steps, "parallel",
+                                                 cores))
+            if args.same_threads:
+                runs["same"].append(run_pair(root / f"r{r}", data, args.steps, "sequential",
+                                             max(1, cores // 2)))
+    seq, par = statistics.median(runs["seq"]), statistics.median(runs["par"])
+    unshared = statistics.median(runs["unshared"]) if runs["unshared"] else None
+    same = statistics.median(runs["same"]) if runs["same"] else None
     load1 = os.getloadavg()
     print(f"cores: {cores}; two gpt-char tasks of {args.steps} steps each (python -m stoker "
-          "train child processes)")
+          f"train child processes); median of {args.rounds} round(s)")
     print(f"sequential (each all {cores} threads)     : {seq:7.1f} s")
     print(f"parallel, cores shared ({max(1, cores // 2)} thread(s) each): {par:7.1f} s  "
           f"ratio {par / seq:.2f}x of sequential (goal <= 1.2x)")
     if unshared is not None:
         print(f"parallel, unshared ({cores} threads each)   : {unshared:7.1f} s  "
               f"ratio {unshared / seq:.2f}x of sequential (before stoker shared the cores)")
+    if same is not None:
+        print(f"sequential ({max(1, cores // 2)} thread(s) each)       : {same:7.1f} s  "
+              f"parallel is {par / same:.2f}x of this")
     print(f"load average before {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}, "
           f"after {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")
 
