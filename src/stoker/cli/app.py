@@ -40,7 +40,7 @@ def build_app() -> typer.Typer:
         name="stoker",
         help="Reproducible ML training recipes on PyTorch.",
         no_args_is_help=True,
-        add_completion=False,
+        add_completion=True,  # --install-completion / --show-completion (bash, zsh, fish)
         rich_markup_mode=None,  # plain click help: never imports rich for `stoker --help`
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},

@@ -58,12 +58,17 @@ class _Args:
     to_json: str | None = None
     detach: bool = False
     name: str | None = None
+    multirun: bool = False
+    parallel: str | None = None
+    repl: bool = False
 
 
 _VALUE_OPTS = {"-c": "config", "--config": "config", "--to-yaml": "to_yaml",
-               "--to-toml": "to_toml", "--to-json": "to_json", "--name": "name"}
+               "--to-toml": "to_toml", "--to-json": "to_json", "--name": "name",
+               "--parallel": "parallel"}
 _FLAG_OPTS = {"--dryrun": "dryrun", "--dry-run": "dryrun", "--yes": "yes", "-y": "yes",
-              "--detach": "detach",
+              "--detach": "detach", "-m": "multirun", "--multirun": "multirun",
+              "--repl": "repl",
               "--no-confirm": "yes", "--verbose": "verbose", "-v": "verbose",
               "--help": "help", "-h": "help"}
 
@@ -82,7 +87,7 @@ def _parse_argv(argv: Sequence[str]) -> _Args:
     from stoker.errors import UserError
 
     spec = ArgvSpec(values=_VALUE_OPTS, flags=_FLAG_OPTS, error=UserError, unknown=_unknown_option,
-                    needs_value="{option} needs a value (a file path)", config_suffixes=_SUFFIXES)
+                    needs_value="{option} needs a value", config_suffixes=_SUFFIXES)
     found, overrides = parse_argv(argv, spec)
     return _Args(overrides=overrides, **found)
 
@@ -134,8 +139,18 @@ def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
             from stoker.cli.exp_cmd import split_launch
 
             a.overrides, executor = split_launch(a.overrides, detach=a.detach, name=a.name,
-                                                 default=default_executor)
+                                                 default=default_executor,
+                                                 keep_local=a.multirun)
+        parallel = _parallel(a)
+        if a.multirun:
+            return _sweep(fn, a, executor, parallel)
         cfg, schema = _compose(fn, a)
+        if a.repl:
+            from stoker.cli.repl import entrypoint_repl
+
+            title = f"{fn.__module__}:{fn.__name__}"
+            run_front_door(cfg, yes=True, title=title, schema=schema)
+            return entrypoint_repl(fn, cfg, to_typed(cfg, schema), title)
         if executor is not None and not (a.to_yaml or a.to_toml or a.to_json):
             from stoker.cli.exp_cmd import launch_entrypoint
 
@@ -162,6 +177,38 @@ def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
     except Exception as e:  # noqa: BLE001
         return report_exception(e)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def _parallel(a: _Args) -> int | None:
+    """``--parallel N`` as a number (only with ``-m``)."""
+    from stoker.errors import UserError
+
+    if a.parallel is None:
+        return None
+    if not a.multirun:
+        raise UserError("--parallel N sets how many points of a sweep run at once; add -m "
+                        "and a sweep override (epochs=1,2)")
+    if not a.parallel.isdigit() or int(a.parallel) < 1:
+        raise UserError(f"--parallel {a.parallel}: give a whole number of tasks, 1 or more")
+    return int(a.parallel)
+
+
+def _sweep(fn: Callable[..., Any], a: _Args, executor: Any, parallel: int | None) -> int:
+    """``-m``: one task of this script per point of the sweep."""
+    from stoker.errors import UserError
+
+    if a.repl or a.to_yaml or a.to_toml or a.to_json:
+        raise UserError("--repl and --to-yaml/--to-toml/--to-json work on one config; drop -m")
+    if executor is None:  # the function takes its own `executor` argument
+        raise UserError(f"-m launches one task per point, but {fn.__name__} has its own "
+                        "'executor' argument, so this script cannot pick an executor")
+    from stoker.cli.exp_cmd import launch_sweep
+    from stoker.cli.front_door import enable_artifact_references
+
+    enable_artifact_references()
+    return launch_sweep("entrypoint", fn, a.overrides, executor, name=a.name, detach=a.detach,
+                        dryrun=a.dryrun, yes=a.yes, parallel=parallel, config=a.config,
+                        title=f"{fn.__name__}-sweep")
 
 
 def _parameters(fn: Callable[..., Any]) -> set[str]:
@@ -218,6 +265,10 @@ def print_help(fn: Callable[..., Any], prog: str) -> None:
         ("executor=NAME", "run elsewhere: detached, torchrun, slurm, docker or an env.toml "
                           "profile; executor.FIELD=VALUE sets its fields"),
         ("--detach / --name NAME", "do not follow the launched job / label it (stoker exp list)"),
+        ("-m, --multirun", "sweep: one task per point of key=a,b / range(...) / choice(...) "
+                           "/ glob(...) overrides; --parallel N runs N points at once"),
+        ("--repl", "open a Python session holding cfg, the typed arguments (kwargs) and fn "
+                   "instead of running"),
         ("--verbose, -v", "show Python tracebacks"),
         ("--help, -h", "show this message"),
     ]:

@@ -34,18 +34,20 @@ def register(app: typer.Typer) -> None:
 
 # ------------------------------------------------------------------------ launching
 def split_launch(overrides: Sequence[str], *, detach: bool = False, name: str | None = None,
-                 default: str | None = None) -> tuple[list[str], Any]:
+                 default: str | None = None, keep_local: bool = False) -> tuple[list[str], Any]:
     """Take ``executor=...``/``executor.*=...`` out of ``overrides``.
 
     Returns the other overrides and ``(selector, fields)`` to launch with, or None to run
-    in this process (the local executor without --detach, exactly as before).
+    in this process (the local executor without --detach, exactly as before; with
+    ``keep_local`` a sweep gets the local executor's selector too: its points run as child
+    processes).
     """
     from stoker.errors import UserError
     from stoker.launch.profiles import split_executor_args
 
     rest, selector, fields = split_executor_args(list(overrides or ()))
     if selector is None and not fields and not detach and default in (None, "local"):
-        return rest, None
+        return rest, (("local", []) if keep_local else None)
     if selector is None:
         selector = default or ("detached" if detach else "local")
     from stoker.launch.profiles import select_executor
@@ -55,7 +57,7 @@ def split_launch(overrides: Sequence[str], *, detach: bool = False, name: str | 
         if detach:
             raise UserError(f"--detach with executor={selector} (local): a local run stays in "
                             "this terminal; use executor=detached to run in the background")
-        return rest, None
+        return rest, ((selector, fields) if keep_local else None)
     return rest, (selector, fields)
 
 
@@ -96,18 +98,51 @@ def launch_entrypoint(fn: Callable[..., Any], cfg: Any, schema: Any, executor: A
                    detach=detach, dryrun=dryrun, yes=yes)
 
 
+def launch_sweep(kind: str, target: Any, overrides: Sequence[str], executor: Any, *,
+                 name: str | None, detach: bool, dryrun: bool, yes: bool,
+                 parallel: int | None, config: str | None = None, title: str) -> int:
+    """``-m``: one task per point of the sweep in ``overrides`` (``kind`` "train": ``target``
+    is the recipe; "entrypoint": the function), launched with ``executor`` (default local:
+    child processes, one point at a time unless ``--parallel N``)."""
+    from stoker.launch.cores import HOST_KINDS
+    from stoker.launch.experiment import Experiment
+
+    exp = Experiment(name or title, executor=executor)
+    if kind == "train":
+        # Every point is checked in full, _target_ nodes too (that imports torch), before
+        # anything is submitted: a bad value would otherwise fail after other points ran.
+        exp.add_train_sweep(target, overrides, check_targets=True)
+    else:
+        exp.add_entrypoint_sweep(target, overrides, config=config)
+    if parallel is None and exp.executor.kind in HOST_KINDS:
+        parallel = 1  # this machine's cores: one point at a time unless asked
+    return _launch(exp, lambda: _confirm_sweep(exp, parallel), detach=detach, dryrun=dryrun,
+                   yes=yes, max_parallel=parallel)
+
+
+def _confirm_sweep(exp: Any, parallel: int | None) -> bool:
+    """On a terminal without --yes: show the points, ask once."""
+    if not (sys.stdin is not None and sys.stdin.isatty()):
+        return True
+    from rich.prompt import Confirm
+
+    sys.stdout.write(exp.dryrun(max_parallel=parallel).split("\n== ", 1)[0] + "\n")
+    return bool(Confirm.ask("Run?", default=True))
+
+
 def _launch(exp: Any, front_door: Callable[[], bool], *, detach: bool, dryrun: bool,
-            yes: bool) -> int:
-    exp.check()  # executor refusals (nproc_per_node, ...) before any output
+            yes: bool, max_parallel: int | None = None) -> int:
+    exp.check(max_parallel=max_parallel)  # executor refusals (nproc_per_node, ...) first
     interactive = not yes and sys.stdin is not None and sys.stdin.isatty()
-    go = front_door() if dryrun or interactive else True
+    go = front_door() if (dryrun and not exp.sweep) or interactive else True
     if dryrun:
-        sys.stdout.write(exp.dryrun() + "\nDry run: nothing was submitted.\n")
+        sys.stdout.write(exp.dryrun(max_parallel=max_parallel)
+                         + "\nDry run: nothing was submitted.\n")
         return 0
     if not go:
         return 0
     detach = detach or exp.executor.kind == "detached"
-    exp_id = exp.launch(detach=detach)
+    exp_id = exp.launch(detach=detach, max_parallel=max_parallel)
     return _after_launch(exp.store, exp_id, detach)
 
 
@@ -147,6 +182,7 @@ def _follow_foreground(store: Any, exp_id: str) -> int:
         _cancel_owned(store, exp_id)
         _err(f"interrupted; experiment {exp_id}: stoker exp status {exp_id}")
         return 130
+    _print_status(store, exp_id, states)
     try:
         raise_for_failures(exp_id, states)
     except RunError as e:
@@ -253,11 +289,23 @@ def status_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or a uniqu
 
     store = JobStore()
     exp_id = store.find(exp_id)
-    meta = store.experiment(exp_id)
     states = experiment_states(store, exp_id)
+    _print_status(store, exp_id, states)
+    return EXIT_FAILED if any(s.status.state.value == "FAILED" for s in states) else 0
+
+
+def _print_status(store: Any, exp_id: str, states: list[Any]) -> None:
+    """The experiment's header and one row per task (a sweep: one per point, named by its
+    overrides), then the run directories."""
+    meta = store.experiment(exp_id)
     typer.echo(f"experiment {exp_id}  {meta.get('title', '')!r}  created "
                f"{_when(meta.get('created'))}  mode {meta.get('mode')}  "
                f"state {_overall([s.status.state.value for s in states])}")
+    sweep = meta.get("sweep")
+    if sweep:
+        at_most = meta.get("max_parallel")
+        typer.echo(f"sweep of {sweep.get('points')} points over {', '.join(sweep.get('keys') or [])}"
+                   + (f", at most {at_most} at once" if at_most else ""))
     rows = [("TASK", "STATE", "EXIT", "EXECUTOR", "DETAIL")]
     for s in states:
         rows.append((s.record.name, s.status.state.value,
@@ -266,8 +314,8 @@ def status_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or a uniqu
     _print_rows(rows)
     for s in states:
         if s.record.run_dir:
-            typer.echo(f"{s.record.name}: run directory {s.record.run_dir}")
-    return EXIT_FAILED if any(s.status.state.value == "FAILED" for s in states) else 0
+            threads = f" ({s.record.threads} threads)" if s.record.threads else ""
+            typer.echo(f"{s.record.name}: run directory {s.record.run_dir}{threads}")
 
 
 def logs_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or prefix, or 'latest')."),

@@ -7,6 +7,7 @@ Thin commands: parse arguments, compose and validate the config, call the librar
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import typer
@@ -22,7 +23,8 @@ def register(app: typer.Typer) -> None:
         help="Train a recipe (built-in name or config file) with key=value overrides. "
         "Re-running the same command resumes from the latest checkpoint. "
         "executor=detached|torchrun|slurm|docker|PROFILE (with executor.FIELD=VALUE) runs it "
-        "elsewhere; follow it with `stoker exp`.",
+        "elsewhere; follow it with `stoker exp`. -m runs a sweep (optim.lr=1e-3,3e-3 "
+        "seed=range(1,3)) as one experiment with a task per point.",
     )(train)
     app.command("demo", help="Prepare the built-in corpus, train gpt-char for about two "
                 "minutes, and print a sample.")(demo)
@@ -43,15 +45,43 @@ def train(
                                 "(executor=detached unless another executor is named)."),
     name: Optional[str] = typer.Option(None, "--name", help="Label of the launch in "
                                        "`stoker exp list` (with an executor)."),
+    multirun: bool = typer.Option(False, "--multirun", "-m", help="Run a sweep: one task "
+                                  "per point of the overrides with several values "
+                                  "(a,b / range(...) / choice(...) / glob(...))."),
+    parallel: Optional[int] = typer.Option(None, "--parallel", min=1, help="With -m: at "
+                                           "most N points at once (default 1 on this "
+                                           "machine; they share its cores)."),
+    repl: bool = typer.Option(False, "--repl", help="Open a Python session holding the "
+                              "resolved config, the typed recipe, data, model and optimizer "
+                              "instead of training."),
 ) -> int:
     from stoker.cli.exp_cmd import split_launch
     from stoker.cli.front_door import enable_artifact_references, run_front_door
     from stoker.config import compose
+    from stoker.errors import UserError
     from stoker.train.recipe import TrainRecipe
 
     enable_artifact_references()
-    overrides, executor = split_launch(overrides or (), detach=detach, name=name)
+    overrides, executor = split_launch(overrides or (), detach=detach, name=name,
+                                       keep_local=multirun)
+    if multirun:
+        if repl or to_yaml or to_toml or to_json:
+            raise UserError("--repl and --to-yaml/--to-toml/--to-json work on one config; "
+                            "drop -m (or pick one point's values)")
+        from stoker.cli.exp_cmd import launch_sweep
+
+        return launch_sweep("train", source, list(overrides), executor, name=name,
+                            detach=detach, dryrun=dryrun, yes=yes, parallel=parallel,
+                            title=f"{Path(source).stem}-sweep")
+    if parallel is not None:
+        raise UserError("--parallel N sets how many points of a sweep run at once; add -m "
+                        "and a sweep override (optim.lr=1e-3,3e-3)")
     cfg = compose(source, list(overrides or ()), schema=TrainRecipe)
+    if repl:
+        from stoker.cli.repl import train_repl
+
+        run_front_door(cfg, yes=True, title=f"stoker train {source}", schema=TrainRecipe)
+        return train_repl(cfg, f"stoker train {source}")
     if executor is not None:
         from stoker.cli.exp_cmd import launch_train
 

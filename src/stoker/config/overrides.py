@@ -85,8 +85,9 @@ def _hydra_parse(text: str) -> _Op:
             text, "'key@package=value' is only valid for config groups of a defaults list", CLI)])
     if o.is_sweep_override():
         raise ConfigError(problems=[ConfigProblem(
-            o.key_or_group, f"'{text}' is a sweep (several values); stoker runs one config. "
-            "For a list write key=[a,b]; for a string with commas quote it: key='a,b'", CLI)])
+            o.key_or_group, f"'{text}' is a sweep (several values): add -m (--multirun) to run one task per "
+            "value. For a list write key=[a,b]; for a string with commas quote it: key='a,b'",
+            CLI)])
     kind = {"CHANGE": "change", "ADD": "add", "FORCE_ADD": "force", "DEL": "delete"}[o.type.name]
     key = o.key_or_group.replace("/", ".")
     if kind == "delete":

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from stoker.errors import ConfigError, RunError, UserError
+from stoker.launch.cores import share_cores, thread_env
 from stoker.launch.executors import Executor, JobState, JobStatus, get_executor
 from stoker.launch.masking import mask_env, mask_tree
 from stoker.launch.store import JobStore, TaskRecord, slug
@@ -83,6 +84,10 @@ class _Spec:
     depends_on: list[str] = field(default_factory=list)
     cfg: Any = None
     run_dir: str | None = None
+    point: dict[str, str] | None = None
+    """A sweep point's swept values (``optim.lr`` -> ``0.001``)."""
+    threads: int | None = None
+    """Threads the task may use when it shares this machine's cores (launch.cores)."""
 
 
 @dataclass
@@ -107,6 +112,7 @@ class Experiment:
         self._specs: list[_Spec] = []
         self.id: str | None = None
         self.argv: list[str] = list(sys.argv)
+        self.sweep: dict[str, Any] | None = None  # set by add_*_sweep: keys and point count
 
     # ------------------------------------------------------------------- adding tasks
     def _add(self, spec: _Spec) -> str:
@@ -116,6 +122,14 @@ class Experiment:
         self._specs.append(spec)
         return spec.name
 
+    def task_names(self) -> list[str]:
+        """The names of the tasks added so far, in order."""
+        return [s.name for s in self._specs]
+
+    def remove_tasks(self, names: Sequence[str]) -> None:
+        """Forget tasks added before launch (a sweep whose other points were refused)."""
+        self._specs = [s for s in self._specs if s.name not in set(names)]
+
     def _executor(self, executor: Any) -> tuple[Any, dict[str, Any]]:
         if executor is None:
             return self.executor, self.executor_spec
@@ -123,7 +137,7 @@ class Experiment:
 
     def add_train(self, recipe: Any, overrides: Sequence[str] = (), *, name: str | None = None,
                   executor: Any = None, depends_on: Sequence[str] = (),
-                  check_targets: bool = True) -> str:
+                  check_targets: bool = True, point: dict[str, str] | None = None) -> str:
         """A ``stoker train`` task: a recipe name, a config file, or a composed config.
 
         The config is composed and validated now (a typo fails here, before anything is
@@ -131,7 +145,8 @@ class Experiment:
         ``python -m stoker train JOBDIR/config.yaml --yes``. Without ``output_dir`` the run
         directory is fixed now (``outputs/<name>/<timestamp>``), so ``stoker exp rerun``
         resumes that run instead of starting another. ``check_targets=False``: leave the
-        ``_target_`` nodes (optimizer, losses: torch) to the job's own check.
+        ``_target_`` nodes (optimizer, losses: torch) to the job's own check. ``point``: the
+        values of the sweep point this task runs (kept in the store, shown by status).
         """
         from stoker.launch.builders import train_config
 
@@ -141,14 +156,16 @@ class Experiment:
         return self._add(_Spec(
             task_name, "train",
             lambda jd: ["-m", "stoker", "train", str(jd / CONFIG_FILE), "--yes"],
-            ex, ex_spec, self.cwd, list(depends_on), cfg, run_dir))
+            ex, ex_spec, self.cwd, list(depends_on), cfg, run_dir, point))
 
     def add_entrypoint(self, fn: Callable[..., Any], overrides: Sequence[str] = (), *,
                        config: str | Path | None = None, name: str | None = None,
-                       executor: Any = None, depends_on: Sequence[str] = ()) -> str:
+                       executor: Any = None, depends_on: Sequence[str] = (),
+                       point: dict[str, str] | None = None) -> str:
         """A task running ``fn``'s script (which calls ``stoker.main(fn)``) with the config
         composed from ``fn``'s defaults, ``config`` and ``overrides``:
-        ``python SCRIPT -c JOBDIR/config.yaml --yes executor=local``."""
+        ``python SCRIPT -c JOBDIR/config.yaml --yes executor=local``. A function with an
+        ``output_dir`` argument has it recorded as the task's run directory."""
         from stoker.launch.builders import entrypoint_config, script_program
 
         from stoker.config.validation import check_resolved
@@ -159,10 +176,12 @@ class Experiment:
             raise ConfigError(problems=problems)
         head = script_program(fn)
         ex, ex_spec = self._executor(executor)
+        out = cfg.get("output_dir") if "output_dir" in cfg else None
+        run_dir = str(self.cwd / str(out)) if isinstance(out, (str, Path)) else None
         return self._add(_Spec(
             name or fn.__name__, "entrypoint",
             lambda jd: [*head, "-c", str(jd / CONFIG_FILE), "--yes", "executor=local"],
-            ex, ex_spec, self.cwd, list(depends_on), cfg))
+            ex, ex_spec, self.cwd, list(depends_on), cfg, run_dir, point))
 
     def add_script(self, script: str | Path, args: Sequence[str] = (), *,
                    name: str | None = None, executor: Any = None,
@@ -182,8 +201,29 @@ class Experiment:
         return self._add(_Spec(name or slug(Path(script).stem), "script", lambda jd: list(prog),
                                ex, ex_spec, self.cwd, list(depends_on)))
 
+    def add_train_sweep(self, recipe: Any, overrides: Sequence[str], *, executor: Any = None,
+                        check_targets: bool = True) -> list[str]:
+        """One ``stoker train`` task per point of the sweep in ``overrides`` (Hydra's
+        multirun grammar: ``optim.lr=1e-3,3e-3 seed=range(1,3)``), each with its own run
+        directory. Every point is validated before any is added; see
+        :mod:`stoker.launch.sweep`."""
+        from stoker.launch.sweep import add_train_sweep
+
+        return add_train_sweep(self, recipe, overrides, executor=executor,
+                               check_targets=check_targets)
+
+    def add_entrypoint_sweep(self, fn: Callable[..., Any], overrides: Sequence[str], *,
+                             config: str | Path | None = None, executor: Any = None) -> list[str]:
+        """One task of ``fn``'s script per point of the sweep in ``overrides``."""
+        from stoker.launch.sweep import add_entrypoint_sweep
+
+        return add_entrypoint_sweep(self, fn, overrides, config=config, executor=executor)
+
     # ------------------------------------------------------------------- launching
-    def _ordered(self, mode: str) -> list[_Spec]:
+    def _ordered(self, mode: str, max_parallel: int | None = None) -> list[_Spec]:
+        if max_parallel is not None and max_parallel < 1:
+            raise UserError(f"max_parallel={max_parallel}: run at least 1 task at a time "
+                            "(None: no limit)")
         if mode not in MODES:
             raise UserError(f"mode={mode!r}; use one of {', '.join(MODES)}")
         if not self._specs:
@@ -207,6 +247,7 @@ class Experiment:
                     raise UserError(f"task '{s.name}' depends on '{d}', which is not a task of "
                                     f"this experiment.{suggest(d, names)}")
         _check_acyclic({s.name: s.depends_on for s in specs})
+        share_cores(specs, mode, max_parallel)
         return specs
 
     def _tasks(self, specs: list[_Spec], exp_id: str) -> list[tuple[_Spec, Task, Executor]]:
@@ -219,38 +260,59 @@ class Experiment:
             folders.add(folder)
             job_dir = self.store.task_dir(exp_id, folder)
             task = Task(s.name, s.program(job_dir), job_dir, s.workdir,
-                        s.executor.job_env(), list(s.depends_on), s.run_dir)
+                        {**thread_env(s.threads), **s.executor.job_env()}, list(s.depends_on),
+                        s.run_dir)
             ex = get_executor(s.executor)
             ex.check(task)
             out.append((s, task, ex))
         return out
 
-    def dryrun(self, mode: str = "graph") -> str:
+    def dryrun(self, mode: str = "graph", *, max_parallel: int | None = None) -> str:
         """Exactly what would run, task by task; nothing is written or submitted."""
         exp_id = self.store.new_id(self.name)
-        parts = [f"experiment {self.title!r} (would be {exp_id}), mode={mode}"]
-        for s, task, ex in self._tasks(self._ordered(mode), exp_id):
+        specs = self._ordered(mode, max_parallel)
+        tasks = self._tasks(specs, exp_id)
+        at_most = f", at most {max_parallel} at once" if max_parallel else ""
+        parts = [f"experiment {self.title!r} (would be {exp_id}), mode={mode}{at_most}"]
+        if self.sweep:
+            parts.append(_sweep_table(self.sweep, specs))
+        arrays = _array_groups(tasks)
+        in_array = {id(t) for group in arrays for _, t, _ in group}
+        for group in arrays:
+            ex = group[0][2]
+            names = ", ".join(t.name for _, t, _ in group)
+            parts.append(f"\n== tasks {names}: ONE job array of {len(group)} ({ex.kind})")
+            parts.append(ex.describe_array([t for _, t, _ in group], max_parallel=max_parallel))
+        for s, task, ex in tasks:
+            if id(task) in in_array:
+                continue
             deps = f" (after {', '.join(task.depends_on)})" if task.depends_on else ""
             parts.append(f"\n== task {task.name}{deps}: executor {ex.kind}")
             if s.cfg is not None:
-                parts.append(f"# {task.job_dir / CONFIG_FILE}: the config above (resolved)")
+                what = ("the config above (resolved)" if not self.sweep
+                        else "this point's config (the overrides above applied, resolved)")
+                parts.append(f"# {task.job_dir / CONFIG_FILE}: {what}")
             parts.append(ex.describe(task))
         return "\n".join(parts)
 
-    def check(self, mode: str = "graph") -> None:
+    def check(self, mode: str = "graph", *, max_parallel: int | None = None) -> None:
         """Everything :meth:`launch` would refuse (tasks, dependencies, what each executor
         can run here), without writing anything."""
-        self._tasks(self._ordered(mode), self.store.new_id(self.name))
+        self._tasks(self._ordered(mode, max_parallel), self.store.new_id(self.name))
 
-    def launch(self, *, mode: str = "graph", detach: bool = False) -> str:
+    def launch(self, *, mode: str = "graph", detach: bool = False,
+               max_parallel: int | None = None) -> str:
         """Write every task's folder, submit what can start now, return the experiment id.
 
         With ``detach`` a background driver submits the rest; otherwise call
-        :func:`drive` (``run`` does).
+        :func:`drive` (``run`` does). ``max_parallel``: at most this many tasks run at once
+        (a Slurm job array gets it as its ``%N`` limit); tasks sharing this machine share
+        its cores (:mod:`stoker.launch.cores`). Independent tasks with one executor that
+        submits arrays (Slurm) become ONE job array.
         """
         from stoker.config.export import save
 
-        specs = self._ordered(mode)
+        specs = self._ordered(mode, max_parallel)
         for _ in range(20):
             exp_id = self.store.new_id(self.name)
             tasks = self._tasks(specs, exp_id)  # executor checks: before anything is written
@@ -258,7 +320,7 @@ class Experiment:
                 self.store.create(exp_id, {
                     "title": self.title, "name": self.name, "mode": mode, "detach": detach,
                     "tasks": [t.job_dir.name for _, t, _ in tasks], "argv": self.argv,
-                    "cwd": str(self.cwd)})
+                    "cwd": str(self.cwd), "max_parallel": max_parallel, "sweep": self.sweep})
                 break
             except FileExistsError:
                 continue
@@ -279,8 +341,11 @@ class Experiment:
                 name=task.name, folder=task.job_dir.name, program=task.program,
                 workdir=str(task.workdir), executor=mask_tree(compact(s.executor)),
                 spec=s.executor_spec, env=mask_env(task.env), depends_on=task.depends_on,
-                kind=s.kind, run_dir=s.run_dir, command=described))
+                kind=s.kind, run_dir=s.run_dir, command=described, point=s.point,
+                threads=s.threads))
         live = {t.job_dir.name: (t, ex) for _, t, ex in tasks}
+        for group in _array_groups(tasks):
+            _submit_array(self.store, exp_id, group, max_parallel)
         pending = drive(self.store, exp_id, once=True, live=live)
         if any(st.status.state == JobState.PENDING and st.handle is None for st in pending):
             if detach:
@@ -291,12 +356,13 @@ class Experiment:
         return exp_id
 
     def run(self, *, mode: str = "graph", detach: bool = False,
-            on_event: Callable[[str, TaskState], None] | None = None) -> str:
+            on_event: Callable[[str, TaskState], None] | None = None,
+            max_parallel: int | None = None) -> str:
         """Launch, then (unless ``detach``) submit and wait until every task ended.
 
         Raises :class:`RunError` naming the first failed task; returns the experiment id.
         """
-        exp_id = self.launch(mode=mode, detach=detach)
+        exp_id = self.launch(mode=mode, detach=detach, max_parallel=max_parallel)
         if detach:
             return exp_id
         states = drive(self.store, exp_id, live=self._live, on_event=on_event)
@@ -324,8 +390,53 @@ def rerun(store: JobStore, exp_id: str, *, detach: bool = False,
             r.name, r.kind,
             lambda jd, p=list(r.program), o=old: [a.replace(o, str(jd)) for a in p],
             config, r.spec or {}, Path(r.workdir), list(r.depends_on),
-            cfg_file if cfg_file.is_file() else None, r.run_dir))
-    return exp.launch(mode="graph", detach=detach)
+            cfg_file if cfg_file.is_file() else None, r.run_dir, r.point, r.threads))
+    exp.sweep = meta.get("sweep")
+    return exp.launch(mode="graph", detach=detach, max_parallel=meta.get("max_parallel"))
+
+
+def _array_groups(tasks: list[tuple[_Spec, Task, Executor]]
+                  ) -> list[list[tuple[_Spec, Task, Executor]]]:
+    """Independent tasks that share one executor config whose executor submits arrays
+    (Slurm): each such group of two or more is submitted as ONE job array."""
+    import json
+
+    groups: dict[str, list[tuple[_Spec, Task, Executor]]] = {}
+    for item in tasks:
+        s, task, ex = item
+        if task.depends_on or type(ex).submit_array is Executor.submit_array:
+            continue
+        key = json.dumps([ex.kind, s.executor.model_dump(mode="json")], sort_keys=True,
+                         default=str)
+        groups.setdefault(key, []).append(item)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def _submit_array(store: JobStore, exp_id: str, group: list[tuple[_Spec, Task, Executor]],
+                  max_parallel: int | None) -> None:
+    ex = group[0][2]
+    tasks = [t for _, t, _ in group]
+    extra = {"max_parallel": max_parallel} if max_parallel else {}
+    try:
+        handles = ex.submit_array(tasks, **extra)
+    except (UserError, ConfigError, OSError, RunError) as e:
+        for t in tasks:
+            store.mark_skipped(exp_id, t.job_dir.name, f"submission failed: {e}")
+        return
+    for t, handle in zip(tasks, handles):
+        store.set_handle(exp_id, t.job_dir.name, handle)
+
+
+def _sweep_table(sweep: dict[str, Any], specs: list[_Spec]) -> str:
+    """The points of a sweep and where each one's run goes (``--dryrun -m``)."""
+    keys = ", ".join(sweep.get("keys") or [])
+    lines = [f"sweep: {len(specs)} points over {keys}"]
+    width = max(len(s.name) for s in specs)
+    for i, s in enumerate(specs):
+        threads = f"  threads {s.threads}" if s.threads else ""
+        run = f"  -> {s.run_dir}" if s.run_dir else ""
+        lines.append(f"  [{i}] {s.name.ljust(width)}{run}{threads}")
+    return "\n".join(lines)
 
 
 def raise_for_failures(exp_id: str, states: list[TaskState]) -> None:
@@ -401,8 +512,9 @@ def task_for_submit(record: TaskRecord, job_dir: Path) -> tuple[Task, Executor]:
     """Rebuild a stored task for submission (see :func:`stored_executor_config`)."""
     cfg = stored_executor_config(record)
     workdir = Path(record.workdir)
-    task = Task(record.name, list(record.program), job_dir, workdir, cfg.job_env(),
-                list(record.depends_on), record.run_dir)
+    task = Task(record.name, list(record.program), job_dir, workdir,
+                {**thread_env(record.threads), **cfg.job_env()}, list(record.depends_on),
+                record.run_dir)
     return task, get_executor(cfg)
 
 
@@ -449,11 +561,14 @@ def drive(store: JobStore, exp_id: str, *, once: bool = False, poll: float = 0.2
     """
     live = live or {}
     records = store.tasks(exp_id)
+    max_parallel = store.experiment(exp_id).get("max_parallel")
     seen: dict[str, JobState] = {}
     try:
         while True:
             states = {r.name: task_state(store, exp_id, r) for r in records}
             cancelled = store.is_cancelled(exp_id)
+            running = sum(1 for st in states.values()
+                          if st.handle is not None and not st.status.state.is_terminal)
             for r in records:
                 st = states[r.name]
                 if st.handle is not None or st.status.state != JobState.PENDING:
@@ -476,7 +591,7 @@ def drive(store: JobStore, exp_id: str, *, once: bool = False, poll: float = 0.2
                     task, ex = task_for_submit(r, store.task_dir(exp_id, r.folder))
                 ready = all(d.status.state == JobState.SUCCEEDED for d in deps)
                 early = ex.supports_after and all(d.handle is not None for d in deps)
-                if not (ready or early):
+                if not (ready or early) or (max_parallel and running >= max_parallel):
                     continue
                 try:
                     handle = ex.submit(task, after=[d.handle for d in deps
@@ -486,6 +601,7 @@ def drive(store: JobStore, exp_id: str, *, once: bool = False, poll: float = 0.2
                     states[r.name] = task_state(store, exp_id, r)
                     continue
                 store.set_handle(exp_id, r.folder, handle)
+                running += 1
                 states[r.name] = TaskState(r, JobStatus(JobState.PENDING, detail="submitted"),
                                            handle)
             for name, st in states.items():

@@ -2,7 +2,8 @@
 
 Layout (atomic files only, so any number of processes may launch and query at once)::
 
-    <id>/experiment.json          title, name, mode, detach, task order, argv, created
+    <id>/experiment.json          title, name, mode, detach, task order, argv, created,
+                                  max_parallel, sweep (its keys and point count)
     <id>/driver.json              pid + start time of the process submitting pending tasks
     <id>/cancelled                `stoker exp cancel ID`: submit nothing more
     <id>/<task>/task.json         name, program, workdir, executor (masked), env (masked), ...
@@ -56,6 +57,10 @@ class TaskRecord:
     kind: str = "command"
     run_dir: str | None = None
     command: str = ""
+    point: dict[str, str] | None = None
+    """A sweep point's swept values (key -> value as written)."""
+    threads: int | None = None
+    """Threads the task was given when it shared this machine's cores."""
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> TaskRecord:

@@ -61,8 +61,19 @@ class Executor(ABC):
     def submit(self, task: Task, *, after: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
         """Start the task; return a JSON-serialisable handle."""
 
-    def submit_array(self, tasks: list[Task]) -> list[dict[str, Any]]:
+    def submit_array(self, tasks: list[Task], *, max_parallel: int | None = None
+                     ) -> list[dict[str, Any]]:
+        """Submit independent tasks together; one handle per task, in order.
+
+        An executor that overrides this (Slurm: ONE job array) gets every group of
+        independent tasks sharing its config this way; ``max_parallel`` caps how many run
+        at once (Slurm's ``--array=0-N%M``). This default is never called by experiments.
+        """
         return [self.submit(t) for t in tasks]
+
+    def describe_array(self, tasks: list[Task], *, max_parallel: int | None = None) -> str:
+        """What :meth:`submit_array` would submit (``--dryrun``)."""
+        return "\n\n".join(self.describe(t) for t in tasks)
 
     @abstractmethod
     def status(self, handle: dict[str, Any]) -> JobStatus:

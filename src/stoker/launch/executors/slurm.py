@@ -179,7 +179,7 @@ class SlurmExecutor(Executor):
         return self.config.nodes > 1 or self._nproc() > 1
 
     def directives(self, *, job_name: str, out: str | None, err: str | None,
-                   array: int | None = None) -> list[str]:
+                   array: int | None = None, array_limit: int | None = None) -> list[str]:
         """The ``#SBATCH`` lines."""
         c = self.config
         d: list[str] = [f"--job-name={job_name}"]
@@ -202,7 +202,8 @@ class SlurmExecutor(Executor):
         if c.requeue:
             d.append("--requeue")
         if array is not None:
-            d.append(f"--array=0-{array - 1}")
+            limit = f"%{array_limit}" if array_limit and array_limit < array else ""
+            d.append(f"--array=0-{array - 1}{limit}")
         return [f"#SBATCH {_q(x) if ' ' in x else x}" for x in d]
 
     def _srun(self, task: Task) -> list[str]:
@@ -282,14 +283,15 @@ class SlurmExecutor(Executor):
                  *self._body(task), *self._epilogue(_q(jd))]
         return "\n".join(lines) + "\n"
 
-    def array_script(self, tasks: list[Task]) -> str:
-        """One job array for ``tasks``: element ``i`` runs ``tasks[i]`` in its own folder."""
+    def array_script(self, tasks: list[Task], max_parallel: int | None = None) -> str:
+        """One job array for ``tasks``: element ``i`` runs ``tasks[i]`` in its own folder
+        (at most ``max_parallel`` elements at once)."""
         first = self._remote_job_dir(tasks[0])
         parent = first.rsplit("/", 1)[0]
         name = self.config.job_name or f"stoker-{tasks[0].job_dir.parent.name}"
         lines = ["#!/bin/bash",
                  *self.directives(job_name=name, out=f"{parent}/slurm-%A_%a.out", err=None,
-                                  array=len(tasks)),
+                                  array=len(tasks), array_limit=max_parallel),
                  f"# stoker job array of {len(tasks)} tasks",
                  'case "$SLURM_ARRAY_TASK_ID" in']
         for i, task in enumerate(tasks):
@@ -385,7 +387,18 @@ class SlurmExecutor(Executor):
                                      self._remote_job_dir(task), after)
         return self._handle(task, job_id)
 
-    def submit_array(self, tasks: list[Task]) -> list[dict[str, Any]]:
+    def describe_array(self, tasks: list[Task], *, max_parallel: int | None = None) -> str:
+        where = ("" if not self.config.host
+                 else f"# over SSH: {self.shell().where()}\n")
+        first = self._remote_job_dir(tasks[0])
+        at = first if self.config.host and self.config.remote_dir else first.rsplit("/", 1)[0]
+        secrets = self._secret_exports(tasks, masked=True)
+        submit = self._sbatch_line(f"{at}/{ARRAY_FILE}", ())
+        return (f"{where}# {ARRAY_FILE}\n{self.array_script(tasks, max_parallel)}\n"
+                "# submitted with\n" + "".join(s + "\n" for s in secrets) + submit + "\n")
+
+    def submit_array(self, tasks: list[Task], *, max_parallel: int | None = None
+                     ) -> list[dict[str, Any]]:
         if not tasks:
             return []
         for task in tasks:
@@ -399,8 +412,8 @@ class SlurmExecutor(Executor):
             script_dir, remote_script_dir = tasks[0].job_dir, self._remote_job_dir(tasks[0])
         else:
             script_dir, remote_script_dir = parent, remote_parent
-        job_id = self._submit_script(tasks, self.array_script(tasks), ARRAY_FILE, script_dir,
-                                     remote_script_dir, ())
+        job_id = self._submit_script(tasks, self.array_script(tasks, max_parallel), ARRAY_FILE,
+                                     script_dir, remote_script_dir, ())
         return [{**self._handle(t, f"{job_id}_{i}"), "array_job_id": job_id, "array_index": i}
                 for i, t in enumerate(tasks)]
 

@@ -10,16 +10,9 @@ from __future__ import annotations
 import os
 
 from stoker.errors import UserError
+from stoker.launch.cores import local_cpus
 from stoker.launch.executors.process import ProcessExecutor
 from stoker.launch.task import Task
-
-
-def local_cpus() -> int:
-    """CPUs this process may run on (the affinity mask, not the machine's total)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class TorchrunExecutor(ProcessExecutor):
