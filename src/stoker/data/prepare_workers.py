@@ -243,9 +243,20 @@ class Pool:
         self.nproc = nproc
 
     def close(self, cancel: bool = False) -> None:
+        """Stop the workers; with ``cancel``, drop the units not started yet.
+
+        Always waits (``shutdown(wait=True)``): units already running finish and commit
+        (at most one per worker, ~``--shard-size-mb`` of text, which a resume then keeps),
+        and the executor's management thread is joined here. Returning with that thread
+        still running (``wait=False``) raced CPython 3.11's exit hook, which wakes the
+        thread through a pipe the thread may be closing at that moment: "Exception ignored
+        ... OSError: [Errno 9] Bad file descriptor" on an early exit such as bad input.
+        Waiting also means nothing is written into the output after this returns, so a
+        caller's cleanup of a failed prepare cannot be undone by a late worker.
+        """
         if self.ex is not None:
-            self.ex.shutdown(wait=not cancel, cancel_futures=cancel)
-            self.ex = None
+            ex, self.ex = self.ex, None
+            ex.shutdown(wait=True, cancel_futures=cancel)
 
     def scan(self, sources: list[Source], shard_bytes: int, want_chars: bool, prog: Progress,
              emit: ProgressFn) -> tuple[set[str], set[int]]:
@@ -304,8 +315,9 @@ class Pool:
                     u = inflight.pop(f)
                     on_done(u, f.result())
         except BaseException:
-            for f in inflight:
-                f.cancel()
+            # stop the workers before the caller cleans up a failed prepare: a unit still
+            # running could otherwise write shards into a directory just removed
+            self.close(cancel=True)
             raise
 
 
