@@ -126,3 +126,13 @@ def test_detached_env_keeps_pass_env_plus_named_only() -> None:
     assert env == {"PATH": "/bin", "HF_TOKEN": "s3cr3t", "PYTHONUNBUFFERED": "1"}
     shown = ex.describe(t)
     assert "s3cr3t" not in shown and "HF_TOKEN='****'" in shown
+
+
+def test_profile_named_after_another_executor_is_refused(tmp_path: Path) -> None:
+    """A [local] profile that runs Slurm would make every job (which re-runs itself with
+    executor=local) submit itself again; a [slurm] profile setting slurm defaults is fine."""
+    proj = _write(tmp_path, '[local]\nexecutor = "slurm"\n[slurm]\nexecutor = "slurm"\n'
+                  'partition = "gpu"\n')
+    with pytest.raises(UserError, match="named after the built-in executor 'local'"):
+        select_executor("local", cwd=proj)
+    assert select_executor("slurm", cwd=proj).partition == "gpu"

@@ -190,6 +190,15 @@ def select_executor(selector: str | None, fields: Sequence[str] = (), *,
             data, path = resolve_profile(name, profiles)
             file = str(path)
             parse_executor_config(dict(data), where=f"profile '{name}'", file=file)
+            kind = data.get("kind", data.get("executor"))
+            if name in KINDS and kind != name:
+                # Jobs re-run themselves with `executor=local`: a [local] profile that picked
+                # another executor would make every job submit itself again, without end.
+                raise UserError(
+                    f"profile '{name}' in {file} is named after the built-in executor "
+                    f"'{name}' but sets executor = '{kind}'. A profile named after an "
+                    f"executor may only set that executor's defaults; rename the profile "
+                    f"(e.g. '{name}-{kind}')")
         elif name in KINDS:
             data = {"kind": name}
         else:
