@@ -170,3 +170,14 @@ def test_override_from_a_path_that_is_not_a_regular_file(stoker_cmd, tmp_path, s
     r = run([*stoker_cmd, "config", "validate", "example-linear", f"optim=@{special}"], tmp_path)
     assert_user_error(r, f"optim=@{special}", "is not a regular file")
     assert "does not exist" not in r.stderr
+
+
+@pytest.mark.integration
+def test_unexpected_argument_is_a_usage_error_without_traceback(stoker_cmd, cli_env) -> None:
+    """Typer raises its own copy of click's UsageError; it must still be exit 2, no traceback."""
+    import subprocess
+
+    r = subprocess.run([*stoker_cmd, "artifacts", "list", "a", "b"], capture_output=True,
+                       text=True, env=cli_env)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert "unexpected extra argument" in r.stderr and "Traceback" not in r.stderr

@@ -71,15 +71,21 @@ def run_click(command, args: list[str], prog_name: str) -> int:
     """
     import click
 
+    # Typer >= 0.2x raises its own copies of click's usage errors (typer._click), which are
+    # not click's classes: catch both, or a mistyped argument ends in a traceback.
+    click_errors: tuple[type[BaseException], ...] = (click.exceptions.ClickException,)
+    try:
+        from typer._click import exceptions as typer_click
+
+        click_errors += (typer_click.ClickException,)
+    except ImportError:
+        pass
     try:
         rv = command.main(args=args, prog_name=prog_name, standalone_mode=False)
     except click.exceptions.Exit as e:
         return e.exit_code
-    except click.exceptions.UsageError as e:
-        e.show()
-        return 2
-    except click.exceptions.ClickException as e:
-        e.show()
+    except click_errors as e:
+        e.show()  # type: ignore[attr-defined]
         return 2
     except (KeyboardInterrupt, click.exceptions.Abort):
         print_error("interrupted", None)
