@@ -5,8 +5,7 @@ fast and never imports torch until something needs it.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from stoker._lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
@@ -86,14 +85,7 @@ _LAZY: dict[str, str] = {
 __all__ = ["__version__", *_LAZY]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stoker' has no attribute {name!r}")
-    mod = importlib.import_module(module)
-    value = getattr(mod, name) if hasattr(mod, name) else mod  # a function beats its module
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -35,21 +35,8 @@ def fsync_dir(path: str | os.PathLike[str]) -> None:
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes | memoryview, *,
                        fsync: bool = True, dir_fsync: bool = True) -> None:
     """Replace ``path`` with ``data`` all at once; the temp file is removed on failure."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if fsync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    if fsync and dir_fsync:
-        fsync_dir(path.parent)
+    with atomic_file(path, fsync=fsync, dir_fsync=dir_fsync) as f:
+        f.write(data)
 
 
 def atomic_write_text(path: str | os.PathLike[str], text: str, *, fsync: bool = True) -> None:
@@ -107,7 +94,8 @@ def check_dir_path(path: str | os.PathLike[str], what: str) -> None:
 
 
 @contextlib.contextmanager
-def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator[BinaryIO]:
+def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True,
+                dir_fsync: bool = True) -> Iterator[BinaryIO]:
     """Write a large file in pieces, all at once: ``with atomic_file(p) as f: f.write(...)``.
 
     The pieces go to a temp file beside ``path``; only when the block ends without an
@@ -127,5 +115,5 @@ def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True) -> Iterator
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    if fsync:
+    if fsync and dir_fsync:
         fsync_dir(path.parent)

@@ -19,10 +19,11 @@ from stoker.launch.executors.base import JobState, JobStatus
 from stoker.launch.executors.docker import DockerExecutor, container_state
 from stoker.launch.task import Task
 from tests._shared.engines import DockerEngine, DockerImage
+from tests.launch.cli_helpers import experiments, launched_id, stoker, wait_for
 from train_helpers import read_metrics, tiny_overrides
 
 GOLDEN = Path(__file__).with_name("golden")
-STOKER = str(Path(sys.executable).with_name("stoker"))
+
 SLOW_CALLBACK = '''
 import time
 from stoker.train.callbacks import Callback
@@ -47,31 +48,6 @@ def work(n: int = 1, fail: bool = False):
 if __name__ == "__main__":
     stoker.main(work)
 '''
-
-
-def stoker(*args: str, cwd: Path, env: dict[str, str], timeout: float = 300,
-           python: bool = False) -> subprocess.CompletedProcess:
-    argv = [sys.executable, *args] if python else [STOKER, *args]
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def launched_id(proc: subprocess.CompletedProcess) -> str:
-    m = re.search(r"launched experiment (\S+)", proc.stderr)
-    assert m, proc.stdout + proc.stderr
-    return m.group(1)
-
-
-def experiments(env: dict[str, str]) -> list[str]:
-    root = Path(env["STOKER_HOME"]) / "experiments"
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-
-
-def wait_for(pred, timeout: float = 180, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def _wait(ex: DockerExecutor, handle: dict, timeout: float = 120.0) -> JobStatus:
@@ -177,7 +153,9 @@ def test_a_daemon_that_does_not_answer_exits_2(project: Path, env: dict[str, str
     import shutil
 
     if shutil.which("docker") is None:
-        pytest.skip("no docker client (the missing-client test covers this machine)")
+        from tests._shared.engines import no_engine
+
+        no_engine("docker", "no docker client (the missing-client test covers this machine)")
     (project / "ep.py").write_text(ENTRYPOINT)
     host = f"unix://{tmp_path}/nothing.sock"
     proc = stoker(str(project / "ep.py"), "executor=docker", "executor.image=x", "--yes",

@@ -18,7 +18,8 @@ from stoker.errors import RunError, UserError
 from stoker.launch.config import DetachedConfig
 from stoker.launch.executors import JobState, get_executor
 from stoker.launch.executors.process import process_alive
-from stoker.launch.experiment import Experiment, experiment_states
+from stoker.launch.driver import experiment_states
+from stoker.launch.experiment import Experiment
 from stoker.launch.store import JobStore
 
 HERE = Path(__file__).parent

@@ -6,19 +6,17 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
+from tests.launch.cli_helpers import experiments, launched_id, stoker, wait_for
 from train_helpers import read_metrics, tiny_overrides
 
 pytestmark = pytest.mark.integration
 
-STOKER = str(Path(sys.executable).with_name("stoker"))
 SLOW_CALLBACK = '''
 import time
 from stoker.train.callbacks import Callback
@@ -33,31 +31,6 @@ class Slow(Callback):
     def on_step_end(self, trainer, step, metrics):
         time.sleep(self.seconds)
 '''
-
-
-def stoker(*args: str, cwd: Path, env: dict[str, str], timeout: float = 300,
-           python: bool = False) -> subprocess.CompletedProcess:
-    argv = [sys.executable, *args] if python else [STOKER, *args]
-    return subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-
-
-def launched_id(proc: subprocess.CompletedProcess) -> str:
-    m = re.search(r"launched experiment (\S+)", proc.stderr)
-    assert m, proc.stdout + proc.stderr
-    return m.group(1)
-
-
-def experiments(env: dict[str, str]) -> list[str]:
-    root = Path(env["STOKER_HOME"]) / "experiments"
-    return sorted(p.name for p in root.iterdir()) if root.is_dir() else []
-
-
-def wait_for(pred, timeout: float = 120, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not pred():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_detached_training_outlives_its_launcher_is_followed_cancelled_and_rerun(

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from tests._shared.engines import SlurmCluster
-from tests.launch.test_launch_cli import experiments, launched_id, stoker, wait_for
+from tests.launch.cli_helpers import experiments, launched_id, stoker, wait_for
 from train_helpers import read_metrics, tiny_overrides
 
 pytestmark = pytest.mark.integration

@@ -147,7 +147,7 @@ def _launch(exp: Any, front_door: Callable[[], bool], *, detach: bool, dryrun: b
 
 
 def _after_launch(store: Any, exp_id: str, detach: bool) -> int:
-    from stoker.launch.experiment import experiment_states
+    from stoker.launch.driver import experiment_states
 
     states = experiment_states(store, exp_id)
     _err(f"launched experiment {exp_id}")
@@ -166,7 +166,7 @@ def _follow_foreground(store: Any, exp_id: str) -> int:
     """Tail a one-task launch, or report an experiment's tasks as they change; Ctrl-C
     cancels what belongs to this terminal (local, torchrun)."""
     from stoker.errors import RunError
-    from stoker.launch.experiment import drive, raise_for_failures
+    from stoker.launch.driver import drive, raise_for_failures
 
     records = store.tasks(exp_id)
     try:
@@ -177,9 +177,8 @@ def _follow_foreground(store: Any, exp_id: str) -> int:
             _err(f"[{time.strftime('%H:%M:%S')}] {name}: {st.status.state.value}"
                  + (f" ({st.status.detail})" if st.status.detail else ""))
 
-        states = drive(store, exp_id, on_event=event)
-    except KeyboardInterrupt:
-        _cancel_owned(store, exp_id)
+        states = drive(store, exp_id, on_event=event, report=_err)
+    except KeyboardInterrupt:  # drive() has cancelled what this terminal owns
         _err(f"interrupted; experiment {exp_id}: stoker exp status {exp_id}")
         return 130
     _print_status(store, exp_id, states)
@@ -189,23 +188,6 @@ def _follow_foreground(store: Any, exp_id: str) -> int:
         _err(f"error: {e}")
         return EXIT_FAILED
     return 0
-
-
-def _cancel_owned(store: Any, exp_id: str) -> None:
-    from stoker.launch.experiment import executor_for
-
-    for r in store.tasks(exp_id):
-        handle = store.handle(exp_id, r.folder)
-        if handle is None:
-            if store.skipped(exp_id, r.folder) is None:
-                store.mark_skipped(exp_id, r.folder, "not submitted: interrupted")
-            continue
-        ex = executor_for(r)
-        if not ex.outlives_launcher:
-            _err(f"cancelling {r.name} (the trainer saves a checkpoint first)...")
-            ex.cancel(handle)
-        else:
-            _err(f"{r.name} keeps running ({ex.kind}): stoker exp cancel {exp_id} {r.name}")
 
 
 def _exit_code(status: Any) -> int:
@@ -220,7 +202,7 @@ def _exit_code(status: Any) -> int:
 
 def _follow_task(store: Any, exp_id: str, name: str, *, wait: bool) -> int:
     """Print a task's logs; with ``wait``, until it ends; returns its exit code."""
-    from stoker.launch.experiment import driver_alive, executor_for, task_state
+    from stoker.launch.driver import driver_alive, executor_for, task_state
     from stoker.launch.follow import tail
 
     record = store.task(exp_id, name)
@@ -265,7 +247,7 @@ def _err(text: str) -> None:
 
 # ------------------------------------------------------------------------- commands
 def list_cmd(limit: int = typer.Option(20, "--limit", "-n", help="How many to show.")) -> int:
-    from stoker.launch.experiment import experiment_states
+    from stoker.launch.driver import experiment_states
     from stoker.launch.store import JobStore
 
     store = JobStore()
@@ -284,7 +266,7 @@ def list_cmd(limit: int = typer.Option(20, "--limit", "-n", help="How many to sh
 
 def status_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or a unique prefix, "
                                             "or 'latest').")) -> int:
-    from stoker.launch.experiment import experiment_states
+    from stoker.launch.driver import experiment_states
     from stoker.launch.store import JobStore
 
     store = JobStore()
@@ -339,7 +321,7 @@ def logs_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or prefix, o
 def cancel_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or prefix, or 'latest')."),
                task: Optional[str] = typer.Argument(None, help="Only this task (default: "
                                                     "all, and nothing more is submitted).")) -> int:
-    from stoker.launch.experiment import executor_for, experiment_states
+    from stoker.launch.driver import executor_for, experiment_states
     from stoker.launch.store import JobStore
 
     store = JobStore()

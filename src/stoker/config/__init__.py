@@ -8,8 +8,7 @@ Names resolve lazily so that importing :mod:`stoker.config` costs nothing until 
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from stoker._lazy import lazy_getattr
 
 _LAZY: dict[str, str] = {
     "load": "stoker.config.files",
@@ -37,14 +36,7 @@ _LAZY: dict[str, str] = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stoker.config' has no attribute {name!r}")
-    mod = importlib.import_module(module)
-    value = mod if module.endswith("." + name) else getattr(mod, name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -9,8 +9,7 @@ Names load lazily so importing the package costs nothing until one is used.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from stoker._lazy import lazy_getattr
 
 _LAZY = {
     "sample_next": "stoker.infer.generate",
@@ -25,10 +24,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stoker.infer' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

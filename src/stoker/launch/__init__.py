@@ -7,8 +7,7 @@ is imported until used.
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from stoker._lazy import lazy_getattr
 
 _LAZY: dict[str, str] = {
     "Experiment": "stoker.launch.experiment",
@@ -29,13 +28,7 @@ _LAZY: dict[str, str] = {
 __all__ = list(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stoker.launch' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
 
 
 def __dir__() -> list[str]:

@@ -20,7 +20,6 @@ config node (:func:`stoker.launch.config.parse_executor_config`).
 """
 from __future__ import annotations
 
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path

@@ -10,9 +10,7 @@ a Pydantic config class with ``architecture: Literal["name"]`` and ``extra="forb
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from stoker._lazy import lazy_getattr
 from stoker.models.config import CNNConfig, GPTConfig, LM_CONFIGS, ModelConfig, RNNConfig
 from stoker.models.registry import (
     MODEL_REGISTRY,
@@ -51,10 +49,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stoker.models' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)

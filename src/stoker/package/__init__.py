@@ -12,8 +12,7 @@ Names load lazily: importing the package pulls in neither torch nor transformers
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from stoker._lazy import lazy_getattr
 
 _LAZY = {
     "pack": "stoker.package.packing",
@@ -31,10 +30,4 @@ _LAZY = {
 __all__ = sorted(_LAZY)
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'stoker.package' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, _LAZY)
