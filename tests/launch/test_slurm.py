@@ -247,7 +247,7 @@ RANK_SCRIPT = """\
 import os, pathlib, signal, sys, time
 rank, world = os.environ["RANK"], os.environ["WORLD_SIZE"]
 run = os.environ.get("SLURM_RESTART_COUNT", "0")
-print(f"rank {rank} of {world} run {run}", flush=True)
+os.write(1, f"rank {rank} of {world} run {run}\\n".encode())  # one write: ranks share the file
 if os.environ.get("READY_DIR") and run == "0":
     signal.signal(signal.SIGUSR1, lambda *a: sys.exit(138))  # 'checkpoint saved, stopping'
     pathlib.Path(os.environ["READY_DIR"], rank).touch()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 import yaml
 
 from tests._shared.engines import SlurmCluster
-from tests.launch.cli_helpers import experiments, launched_id, stoker, wait_for
+from tests.launch.cli_helpers import STOKER, experiments, launched_id, stoker, wait_for
 from train_helpers import read_metrics, tiny_overrides
 
 pytestmark = pytest.mark.integration
@@ -184,8 +185,11 @@ def test_train_repl_holds_the_config_and_the_built_objects(
 
 
 def test_show_completion_prints_a_bash_script(project: Path, env: dict[str, str]) -> None:
-    proc = stoker("--show-completion", "bash", cwd=project, env=env)
-    assert proc.returncode == 0, proc.stderr
+    # Typer detects the shell from the process tree (an argument is ignored), so run it under
+    # bash that stays the parent (`; true` keeps bash from exec-ing stoker): CI's make uses sh.
+    proc = subprocess.run(["bash", "-c", f"{STOKER} --show-completion; true"], cwd=project,
+                          env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and not proc.stderr, proc.stderr
     assert "_STOKER_COMPLETE" in proc.stdout and "complete " in proc.stdout
     # and the script's protocol completes commands
     comp = stoker(cwd=project, env={**env, "_STOKER_COMPLETE": "complete_bash",
