@@ -54,8 +54,9 @@ def _unique_names(points: list[Any]) -> list[str]:
     return names
 
 
-def _place(cfg: Any, point: Any, swept: set[str], bases: dict[str, Path]) -> None:
-    """Give the point's config its own ``output_dir`` (see the module docstring)."""
+def _place(cfg: Any, point: Any, swept: set[str], bases: dict[str, Path], cwd: Path) -> None:
+    """Give the point's config its own ``output_dir`` (see the module docstring), absolute:
+    a job that starts in a shipped copy of the code still writes where the store says."""
     from omegaconf import OmegaConf
 
     if "output_dir" in swept:
@@ -70,7 +71,7 @@ def _place(cfg: Any, point: Any, swept: set[str], bases: dict[str, Path]) -> Non
         base = bases[name]
     else:
         base = Path(str(out))
-    OmegaConf.update(cfg, "output_dir", str(base / point.dir_name()), force_add=True)
+    OmegaConf.update(cfg, "output_dir", str(cwd / base / point.dir_name()), force_add=True)
 
 
 def add_train_sweep(exp: Any, recipe: Any, overrides: Sequence[str], *, executor: Any = None,
@@ -89,7 +90,7 @@ def add_train_sweep(exp: Any, recipe: Any, overrides: Sequence[str], *, executor
     for p in points:
         try:
             cfg = compose(recipe, p.overrides, schema=TrainRecipe)
-            _place(cfg, p, swept, bases)
+            _place(cfg, p, swept, bases, exp.cwd)
             cfgs.append(cfg)
         except UserError as e:
             problems.extend(_point_problems(p, e))
@@ -120,7 +121,7 @@ def add_entrypoint_sweep(exp: Any, fn: Callable[..., Any], overrides: Sequence[s
 
                 out = OmegaConf.select(cfg, "output_dir", default=None)
                 if out is not None:
-                    extra = [f"output_dir={Path(str(out)) / p.dir_name()}"]
+                    extra = [f"output_dir={exp.cwd / str(out) / p.dir_name()}"]
             point_overrides.append([*p.overrides, *extra])
         except UserError as e:
             problems.extend(_point_problems(p, e))

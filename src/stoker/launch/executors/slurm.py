@@ -184,7 +184,9 @@ class SlurmExecutor(Executor):
         c = self.config
         d: list[str] = [f"--job-name={job_name}"]
         if out:
-            d += [f"--output={out}", f"--error={err}"]
+            d.append(f"--output={out}")
+        if err:
+            d.append(f"--error={err}")
         d += ["--open-mode=append", f"--nodes={c.nodes}"]
         d.append("--ntasks-per-node=1" if self._distributed()
                  else f"--ntasks-per-node={c.ntasks_per_node}")
