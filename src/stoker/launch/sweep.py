@@ -107,7 +107,13 @@ def add_entrypoint_sweep(exp: Any, fn: Callable[..., Any], overrides: Sequence[s
     from stoker.config.schema import SignatureSchema
     from stoker.launch.builders import entrypoint_config
 
-    points = sweep_points(overrides, schema=SignatureSchema(fn))
+    import sys
+
+    dirs = [Path(config).parent] if config else []
+    script = getattr(sys.modules.get(fn.__module__), "__file__", None)
+    if script:
+        dirs.append(Path(script).parent)  # where entrypoint_config looks for config groups
+    points = sweep_points(overrides, search_dirs=dirs, schema=SignatureSchema(fn))
     swept = {k for p in points for k in p.values}
     has_out = "output_dir" in SignatureSchema(fn).fields()
     problems: list[ConfigProblem] = []
