@@ -43,6 +43,7 @@ class RunPlan:
     run_dir: Path
     resume_from: Path | None  # a checkpoint step dir or a checkpoints root (latest inside)
     note: str  # one line for the user: "new run", "resuming ...", ...
+    auto_named: bool = False  # a fresh directory stoker named: if taken, pick another name
 
 
 def _timestamp() -> str:
@@ -99,7 +100,7 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
             if _has_run(run_dir):
                 fresh = _fresh_dir(run_dir.with_name(f"{run_dir.name}-{_timestamp()}"))
                 return RunPlan(fresh, None, f"resume=never: {run_dir} holds a run; "
-                               f"starting fresh in {fresh}")
+                               f"starting fresh in {fresh}", auto_named=True)
             return RunPlan(run_dir, None, "new run")
         if _has_checkpoint(run_dir):
             return RunPlan(run_dir, run_dir / CHECKPOINTS_DIR, f"resuming in {run_dir}")
@@ -117,7 +118,7 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
             f"resume=latest: no run of '{name}' with a checkpoint under {base}; "
             "start one first (drop resume=latest) or set output_dir=..."
         )
-    return RunPlan(_fresh_dir(base / _timestamp()), None, "new run")
+    return RunPlan(_fresh_dir(base / _timestamp()), None, "new run", auto_named=True)
 
 
 def _git_info(cwd: Path) -> dict[str, Any]:

@@ -7,6 +7,8 @@
 3. seed, open the data, build the model, check every key path on one probe batch, build
    the optimizer, the LR schedule and the precision policy — all before anything is
    written, so a bad recipe leaves no half-made run directory;
+   then take the run directory's lock (rank 0; :mod:`stoker.train.run_lock`), so a second
+   process on the same directory stops here, before it reads or writes anything there;
 4. restore the latest checkpoint (model, optimizer, schedule, scaler, RNG, data position,
    callback state), or say the run is already finished;
 5. write ``config.yaml``/``command.txt``/``env.json``, open the metric loggers;
@@ -73,6 +75,7 @@ from stoker.train.run_dir import (
     plan_run_dir,
     write_run_files,
 )
+from stoker.train.run_lock import RunDirLock, claim_run_dir
 from stoker.train.signals import StopSignals
 
 __all__ = ["FitResult", "Trainer", "lr_factor"]
@@ -143,6 +146,7 @@ class Trainer:
         self.checkpoints: CheckpointManager | None = None
         self.logger: Any = _NullLogger()  # metric loggers, opened on rank 0 by _open_outputs
         self._log_handler: logging.Handler | None = None
+        self._lock: RunDirLock | None = None  # one writer per run directory (rank 0 holds it)
 
         # progress (restored from a checkpoint when resuming)
         self.step = 0
@@ -175,6 +179,9 @@ class Trainer:
             self.logger.close()
             detach_log_file(log, self._log_handler)
             self._log_handler = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             dist_utils.teardown()
 
     def _fit(self) -> FitResult:
@@ -184,6 +191,7 @@ class Trainer:
         )
         self.run_dir = plan.run_dir
         self._build()  # everything that can fail on a bad recipe, before writing anything
+        plan = self._claim(plan)  # the run directory's lock, before reading or writing there
         resumed = self._resume(plan)
         done = self._already_done()
         if done is not None:
@@ -248,6 +256,15 @@ class Trainer:
             self.run_dir / CHECKPOINTS_DIR, keep_last=c.keep_last, keep_best=c.keep_best,
             best_metric=c.best_metric, best_mode=c.best_mode, fsync=c.fsync,
         )
+
+    def _claim(self, plan: RunPlan) -> RunPlan:
+        """Lock the run directory (see :func:`~stoker.train.run_lock.claim_run_dir`)."""
+        r = self.recipe
+        plan, self._lock = claim_run_dir(plan, name=r.name, output_dir=r.output_dir,
+                                         resume=r.resume, argv=self.argv, env=self.env)
+        self.run_dir = plan.run_dir
+        self.checkpoints.root = plan.run_dir / CHECKPOINTS_DIR
+        return plan
 
     def _build_data(self) -> None:
         """Open the datasets and the sampler; count an epoch in optimizer steps."""
