@@ -12,6 +12,8 @@ from typing import Any, Optional
 import typer
 
 DEMO_DIR = "outputs/gpt-char-demo"
+ALLOW_NONFINITE_HELP = ("Load weights that hold NaN/inf (debugging only; such checkpoints "
+                        "are refused by default).")
 
 
 def register(app: typer.Typer) -> None:
@@ -120,10 +122,12 @@ def eval_cmd(
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: the "
                                         "recipe's eval split)."),
     batches: Optional[int] = typer.Option(None, "--batches", help="Limit the number of batches."),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help=ALLOW_NONFINITE_HELP),
 ) -> int:
     from stoker.train.evaluate import evaluate_checkpoint
 
-    metrics, ckpt = evaluate_checkpoint(path, split=split, max_batches=batches)
+    metrics, ckpt = evaluate_checkpoint(path, split=split, max_batches=batches,
+                                        allow_nonfinite=allow_nonfinite)
     typer.echo(f"checkpoint: {ckpt}")
     for k, v in metrics.items():
         typer.echo(f"{k}: {v:.6g}")
@@ -140,10 +144,11 @@ def generate_text(
     top_k: Optional[int] = typer.Option(None, "--top-k"),
     top_p: Optional[float] = typer.Option(None, "--top-p"),
     seed: int = typer.Option(0, "--seed"),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help=ALLOW_NONFINITE_HELP),
 ) -> int:
     from stoker.train.loading import load_trained
 
-    trained = load_trained(checkpoint)
+    trained = load_trained(checkpoint, allow_nonfinite=allow_nonfinite)
     text = trained.sample(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                           top_k=top_k, top_p=top_p, seed=seed)
     typer.echo(text)

@@ -103,7 +103,8 @@ def _batch_len(batch: Any) -> int:
 
 
 def evaluate_checkpoint(
-    path: str, *, split: str | None = None, max_batches: int | None = None
+    path: str, *, split: str | None = None, max_batches: int | None = None,
+    allow_nonfinite: bool = False,
 ) -> tuple[dict[str, float], Any]:
     """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU."""
     from stoker.config import build
@@ -111,7 +112,7 @@ def evaluate_checkpoint(
     from stoker.train.distributed import DistEnv
     from stoker.train.loading import load_trained
 
-    trained = load_trained(path)
+    trained = load_trained(path, allow_nonfinite=allow_nonfinite)
     recipe = trained.recipe
     data_cfg = recipe.data.model_copy(update={"eval_split": split}) if split else recipe.data
     data = build_data(data_cfg, recipe.model, seed=recipe.seed)

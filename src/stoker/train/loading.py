@@ -73,14 +73,16 @@ def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:
     return None
 
 
-def load_trained(path: str, *, device: str = "cpu") -> TrainedModel:
+def load_trained(path: str, *, device: str = "cpu", allow_nonfinite: bool = False) -> TrainedModel:
+    """The model of a checkpoint, rebuilt from its own config; weights with NaN/inf are
+    refused (CheckpointError naming the tensor) unless ``allow_nonfinite``."""
     import torch
 
     from stoker.models import build_model
     from stoker.train.checkpoint import check_model_compatible, load_checkpoint
 
     ckpt = find_checkpoint(path)
-    state = load_checkpoint(ckpt, keys=("model", "config"))
+    state = load_checkpoint(ckpt, keys=("model", "config"), allow_nonfinite=allow_nonfinite)
     config = state.get("config")
     if not isinstance(config, dict):
         raise CheckpointError(f"{ckpt} holds no config; it was not written by `stoker train`")

@@ -307,7 +307,8 @@ class Trainer:
         if path is None:
             log.info("no committed checkpoint in %s: starting from step 0", plan.resume_from)
             return False
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location=self.device,
+                                allow_nonfinite=self.recipe.checkpoint.allow_nonfinite)
         self._load_state(state, path)
         log.info("resumed from %s (step %d)", path, self.step)
         return True
