@@ -15,3 +15,17 @@ class SlowSteps(Callback):
 
     def on_step_end(self, trainer, step, metrics) -> None:  # noqa: ANN001
         time.sleep(self.seconds)
+
+
+class Notifier(Callback):
+    """Stands in for a callback that posts to a chat service with a token from the
+    environment: it checks it got the real value (the run resolves ``${oc.env:...}``)."""
+
+    name = "Notifier"
+
+    def __init__(self, api_token: str = "", expect_env: str = "") -> None:
+        import os
+
+        if expect_env and api_token != os.environ.get(expect_env):
+            raise ValueError(f"api_token is not the value of ${expect_env}")
+        self.api_token = api_token

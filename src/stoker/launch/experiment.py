@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 
 from stoker.errors import ConfigError, RunError, UserError
 from stoker.launch.executors import Executor, JobState, JobStatus, get_executor
-from stoker.launch.masking import mask_env, mask_tree
+from stoker.config.secrets import mask_env, mask_tree
 from stoker.launch.store import JobStore, TaskRecord, slug
 from stoker.launch.task import Task
 

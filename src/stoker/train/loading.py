@@ -54,8 +54,17 @@ def find_checkpoint(path: str) -> Path:
 
 
 def _recipe_from_config(config: dict[str, Any]) -> Any:
+    """The typed recipe of a recorded config; its ``${oc.env:...}`` values (kept unresolved
+    in what a run saves) are resolved from this process's environment now."""
+    import json
+
     from stoker.train.recipe import TrainRecipe
 
+    if "oc.env" in json.dumps(config, default=str):
+        from stoker.config import to_container
+        from stoker.config.files import to_omegaconf
+
+        config = to_container(to_omegaconf(config), resolve=True)
     return TrainRecipe.model_validate(config)
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from stoker.atomic import atomic_write_text
+from stoker.config.secrets import mask_argv
 from stoker.errors import UserError
 from stoker.train.checkpoint.layout import CHECKPOINTS_DIR, has_step_dirs, is_step_dir
 
@@ -167,12 +168,16 @@ def write_run_files(run_dir: Path, *, config_yaml: str, argv: list[str]) -> None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "logs").mkdir(exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", config_yaml)
-    atomic_write_text(run_dir / "command.txt", shlex.join(argv) + "\n")
+    atomic_write_text(run_dir / "command.txt", shlex.join(mask_argv(argv)) + "\n")
     atomic_write_text(run_dir / "env.json", json.dumps(environment_info(), indent=2) + "\n")
 
 
 def config_yaml(config: dict[str, Any], run_dir: Path) -> str:
-    """``config.yaml`` of a run: its config, pointed at this directory, re-runnable as is."""
+    """``config.yaml`` of a run: its config, pointed at this directory, re-runnable as is.
+
+    ``config`` is the run's record (:func:`stoker.config.export.to_record`): values from the
+    environment stay ``${oc.env:VAR}``, so a secret never lands here; re-running resolves them.
+    """
     import yaml
 
     cfg = dict(config)

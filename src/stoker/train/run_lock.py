@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from stoker.atomic import atomic_write_text
+from stoker.config.secrets import mask_argv
 from stoker.errors import UserError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -120,7 +121,8 @@ class RunDirLock:
         pid = os.getpid()
         return {"pid": pid, "host": socket.gethostname(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "proc_start": _process_start(pid), "command": shlex.join(self.argv), "lock": via}
+                "proc_start": _process_start(pid), "command": shlex.join(mask_argv(self.argv)),
+                "lock": via}
 
     def _busy(self, owner: dict[str, Any] | None, extra: str = "") -> RunDirBusy:
         return RunDirBusy(
