@@ -123,11 +123,14 @@ def eval_cmd(
                                         "recipe's eval split)."),
     batches: Optional[int] = typer.Option(None, "--batches", help="Limit the number of batches."),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help=ALLOW_NONFINITE_HELP),
+    trust: Optional[list[str]] = typer.Option(
+        None, "--trust", help="Module an art:// model's config may import (repeatable); "
+        "stoker and torch always may, nothing else is imported."),
 ) -> int:
     from stoker.train.evaluate import evaluate_checkpoint
 
     metrics, ckpt = evaluate_checkpoint(path, split=split, max_batches=batches,
-                                        allow_nonfinite=allow_nonfinite)
+                                        allow_nonfinite=allow_nonfinite, trust=trust or ())
     typer.echo(f"checkpoint: {ckpt}")
     for k, v in metrics.items():
         typer.echo(f"{k}: {v:.6g}")

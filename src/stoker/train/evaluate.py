@@ -6,7 +6,7 @@ equals the result of one process over the whole split.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -104,9 +104,13 @@ def _batch_len(batch: Any) -> int:
 
 def evaluate_checkpoint(
     path: str, *, split: str | None = None, max_batches: int | None = None,
-    allow_nonfinite: bool = False,
+    allow_nonfinite: bool = False, trust: Sequence[str] = (),
 ) -> tuple[dict[str, float], Any]:
-    """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU."""
+    """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU.
+
+    The config of an ``art://`` model came from a registry, so its losses and metrics are
+    built trusting only ``stoker``, ``torch`` and the ``trust`` module prefixes (nothing
+    else is imported); a run directory's config is the user's own."""
     from stoker.config import build
     from stoker.train.data_setup import build_data, eval_loader
     from stoker.train.distributed import DistEnv
@@ -122,8 +126,9 @@ def evaluate_checkpoint(
         raise DataError(f"split '{data_cfg.eval_split}' has no complete window to evaluate")
     loader = eval_loader(data.eval, batch_size=data_cfg.eval_batch_size or data_cfg.batch_size,
                          rank=0, world_size=1, num_workers=0)
-    losses = {k: build(v) for k, v in recipe.losses.items()}
-    metrics = {k: build(v) for k, v in recipe.metrics.items()}
+    allowed = tuple(trust) if str(path).startswith("art://") else None
+    losses = {k: build(v, trust=allowed) for k, v in recipe.losses.items()}
+    metrics = {k: build(v, trust=allowed) for k, v in recipe.metrics.items()}
     out = evaluate(trained.model, loader, inputs=recipe.model_inputs, losses=losses,
                    metrics=metrics, env=DistEnv(), max_batches=max_batches,
                    prefix=f"{data_cfg.eval_split}/")

@@ -40,8 +40,8 @@ class TrainedModel:
 def _from_artifact(uri: str) -> Path:
     from stoker.artifacts.registry import resolve_registry
 
-    entry = resolve_registry(None).resolve(uri)
-    path = Path(getattr(entry, "path", None) or entry)
+    art = resolve_registry(None).load(uri)  # the artifact, its path in the registry's store
+    path = Path(art.path)
     return path / "checkpoint" if (path / "checkpoint").is_dir() else path
 
 
