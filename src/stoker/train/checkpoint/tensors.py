@@ -149,10 +149,14 @@ def write_safetensors(
 def nonfinite(tensors: Mapping[str, torch.Tensor], limit: int = 5) -> list[str]:
     """Names of the floating-point ``tensors`` that hold NaN or inf (empty: all finite).
 
-    The common case costs one fused pass: the max-abs norm of every tensor at once
-    (``torch._foreach_norm`` with ``ord=inf``, per dtype and device), which is NaN or inf
-    exactly when the tensor holds one, and one host sync for the verdict. Only when that
-    fails are the tensors looked at one by one, for the names (at most ``limit``).
+    The common case costs one fused pass: the 2-norm of every tensor at once
+    (``torch._foreach_norm``, per dtype and device) and one host sync for the verdict. A
+    tensor holding NaN or inf always has a NaN or inf norm, so a finite result proves every
+    tensor finite. The converse can fail (squares of values above ~1e19 overflow float32),
+    so only then are the tensors checked one by one, exactly, which also names them (at
+    most ``limit``). Measured on the 146 MB state of ``benchmarks/bench_train_checkpoint.py``
+    (2-core CPU): ~50 ms; the max-abs norm (``ord=inf``) that cannot overflow took ~1.4 s,
+    ``isfinite().all()`` per tensor ~4.5 s, a float64 2-norm ~1 s.
     """
     import torch
 
@@ -164,8 +168,7 @@ def nonfinite(tensors: Mapping[str, torch.Tensor], limit: int = 5) -> list[str]:
         return []
     norms = []
     for items in groups.values():
-        norms.extend(n.reshape(1).float() for n in
-                     torch._foreach_norm([t for _, t in items], math.inf))
+        norms.extend(n.reshape(1).float() for n in torch._foreach_norm([t for _, t in items], 2))
     if bool(torch.cat(norms).isfinite().all()):
         return []
     bad = []
