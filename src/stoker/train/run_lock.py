@@ -223,6 +223,10 @@ def claim_run_dir(plan: RunPlan, *, name: str, output_dir: str | None, resume: s
                     error = str(exc)
                     break
                 plan = plan_run_dir(name=name, output_dir=output_dir, resume=resume or "auto")
+            except OSError as exc:  # not writable, a file in the way: every rank must hear it
+                error = (f"cannot take the run directory {plan.run_dir}: "
+                         f"{exc.strerror or exc}; choose another output_dir")
+                break
         else:
             error = f"could not find a free run directory for '{name}' (last tried {plan.run_dir})"
         if lock is not None and not plan.auto_named and plan.resume_from is None \

@@ -30,7 +30,7 @@ and the sampler's seeded per-epoch permutation (position saved as epoch + micro-
 consumed). Loaders use private generators and evaluation draws nothing, so a resumed run
 replays the uninterrupted one bit for bit.
 
-Length: about 560 lines, the one module of ``train/`` past 550, on purpose: what is left
+Length: about 590 lines, the one module of ``train/`` past 550, on purpose: what is left
 here is the loop and the resume/save/stop bookkeeping that shares its state; data setup,
 key checks, optimizer and schedule, signals, checkpoints and run files live in their own
 modules, and splitting the loop further would make it harder, not easier, to read.
