@@ -95,11 +95,13 @@ def test_two_trains_on_one_output_dir(stoker_cmd, tiny_data: Path, tmp_path: Pat
     out = tmp_path / "run"
     args = ["train", "gpt-char",
             *[o for o in tiny_overrides(tiny_data, out) if o != "register_artifact=false"],
-            "trainer.max_steps=30", "+callbacks.slow._target_=_slow_steps.SlowSteps",
-            "+callbacks.slow.seconds=0.15", "--yes"]
+            "trainer.max_steps=30", "+callbacks.slow._target_=_slow_steps.SlowSteps"]
     env = _slow_env(tmp_path)
+    # steps of 0.5 s while the two race: the owner is still running when the other one
+    # reaches the lock, however slow the machine is to start the second process
     logs = [open(tmp_path / f"err{i}.txt", "w+") for i in range(2)]  # noqa: SIM115
-    procs = [subprocess.Popen([*stoker_cmd, *args], stdout=subprocess.DEVNULL, stderr=log,
+    procs = [subprocess.Popen([*stoker_cmd, *args, "+callbacks.slow.seconds=0.5", "--yes"],
+                              stdout=subprocess.DEVNULL, stderr=log,
                               text=True, env=env) for log in logs]
     try:
         deadline = time.monotonic() + 180
@@ -129,7 +131,7 @@ def test_two_trains_on_one_output_dir(stoker_cmd, tiny_data: Path, tmp_path: Pat
             log.close()
     assert (read_owner(out) or {}).get("pid") == owner.pid, (  # left by the dead owner
         sorted(os.listdir(out)), (tmp_path / f"err{procs.index(owner)}.txt").read_text()[-3000:])
-    again = run_cli(stoker_cmd, *args, env=env, check=True)
+    again = run_cli(stoker_cmd, *args, "+callbacks.slow.seconds=0", "--yes", env=env, check=True)
     assert "resum" in (again.stdout + again.stderr).lower()
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == len(set(lines))
