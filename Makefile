@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # The CPU build of torch lies on local disk; an unpinned torch would download GBs of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-all bench install dev clean lint-imports engines
+.PHONY: demo test test-all bench install dev clean lint-imports engines mutate
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -41,6 +41,11 @@ test-all: $(DEV_STAMP)
 
 lint-imports: $(DEV_STAMP)
 	$(BIN)/lint-imports
+
+# Deliberate breaks of the guarantees (tools/mutate/mutations.py), applied one at a time to a
+# scratch copy of src/; each must make its named tests fail. Not part of `make test`.
+mutate: $(DEV_STAMP)
+	$(BIN)/python tools/mutate/run.py
 
 bench: $(DEV_STAMP)
 	$(BIN)/python benchmarks/run_all.py

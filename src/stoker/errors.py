@@ -32,6 +32,11 @@ class RunError(StokerError):
     exit_code = 1
 
 
+class NonFiniteError(RunError):
+    """The model or optimizer state holds NaN or inf, so it was not saved as a checkpoint
+    (the run failed, exit 1; the last finite checkpoint stays the latest)."""
+
+
 @dataclass(frozen=True)
 class ConfigProblem:
     """One problem found in a config tree; several are reported together."""

@@ -7,7 +7,7 @@ import pytest
 
 from stoker.errors import ConfigError, UserError
 from stoker.launch.config import DetachedConfig, parse_executor_config
-from stoker.launch.masking import MASK, mask_env, mask_tree
+from stoker.config.secrets import MASK, mask_env, mask_tree
 from stoker.launch.profiles import load_profiles, select_executor, split_executor_args
 
 ENV_TOML = """

@@ -188,7 +188,12 @@ def test_lr_monitor_logs_every_param_group(tmp_path: Path) -> None:
 @pytest.mark.parametrize("metrics", [{"loss": math.nan, "grad_norm": 1.0}, {"loss": 1.0, "grad_norm": math.inf}])
 def test_nan_guard_stops_without_saving_and_names_last_good(tmp_path: Path, metrics) -> None:
     t = fake_trainer(tmp_path)
-    good = t.checkpoints.save(10, {"w": torch.ones(1)})
+    good = t.checkpoints.save(10, {"model": {"w": torch.ones(1)}})
+    # a later checkpoint saved before finiteness was recorded (an older stoker) is not named
+    old = t.checkpoints.save(11, {"model": {"w": torch.ones(1)}})
+    marker = json.loads((old / "COMMITTED").read_text())
+    del marker["finite"]
+    (old / "COMMITTED").write_text(json.dumps(marker))
     guard = NaNGuard()
     cbs = CallbackList([guard])
     cbs.on_step_end(t, 10, {"loss": 1.0, "grad_norm": 2.0})
@@ -196,17 +201,18 @@ def test_nan_guard_stops_without_saving_and_names_last_good(tmp_path: Path, metr
     cbs.on_step_end(t, 11, dict(metrics))
     assert t.should_stop and t.stop_failed
     assert "non-finite value at step 11" in t.stop_reason
-    assert f"last good checkpoint {good} was kept" in t.stop_reason
+    assert f"the last finite checkpoint is {good}; resume from it with resume={good}" \
+        in t.stop_reason
     # belt and braces: a save attempted after the blow-up is refused
     with pytest.raises(RunError, match="NaNGuard failed in on_checkpoint_save: RuntimeError: refusing"):
         cbs.on_checkpoint_save(t, {})
-    assert t.checkpoints.latest() == good
+    assert t.checkpoints.latest() == old and t.checkpoints.latest_finite() == good
 
 
 def test_nan_guard_accepts_tensors(tmp_path: Path) -> None:
     t = fake_trainer(tmp_path)
     NaNGuard().on_step_end(t, 1, {"loss": torch.tensor(float("nan"))})
-    assert t.should_stop and "no checkpoint was saved before it" in t.stop_reason
+    assert t.should_stop and "no finite checkpoint was saved before it" in t.stop_reason
 
 
 # ---------------------------------------------------------------- Throughput

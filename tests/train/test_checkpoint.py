@@ -161,18 +161,52 @@ def test_tied_weights_stored_once_and_restored_to_both_names(tmp_path: Path) -> 
     assert torch.equal(fresh.head.weight, model.emb.weight)
 
 
-def test_loading_never_unpickles(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_saving_and_loading_never_pickle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every way Python, numpy and torch pickle or unpickle is closed off, while a state with
+    tensors, numpy arrays and scalars, tuples and odd keys is saved and loaded back."""
+    import _pickle
+    import copyreg
+
     _, _, state = trained_state()
-    p = CheckpointManager(tmp_path).save(2, state)
+    state["data"] = {"perm": np.arange(7, dtype=np.int64), "w": np.ones((2, 3), np.float32),
+                     "scalar": np.float64(0.5), "pair": (1, 2.5), 3: "int key"}
 
     def boom(*a, **k):
-        raise AssertionError("pickle used while loading a checkpoint")
+        raise AssertionError("pickle used by a checkpoint")
 
-    monkeypatch.setattr(pickle, "loads", boom)
-    monkeypatch.setattr(pickle, "load", boom)
-    monkeypatch.setattr(pickle, "Unpickler", boom)
-    monkeypatch.setattr(torch, "load", boom)
-    assert_same(state, load_checkpoint(p))
+    real_np_load, real_torch_load = np.load, torch.load
+
+    def np_load(*a, allow_pickle=False, **k):
+        if allow_pickle:
+            boom()
+        return real_np_load(*a, allow_pickle=False, **k)
+
+    def torch_load(*a, weights_only=None, **k):
+        if weights_only is not True:
+            boom()
+        return real_torch_load(*a, weights_only=True, **k)
+
+    for mod in (pickle, _pickle):
+        for name in ("loads", "load", "dumps", "dump", "Unpickler", "Pickler"):
+            monkeypatch.setattr(mod, name, boom)
+    monkeypatch.setattr(pickle, "_Unpickler", boom)
+    monkeypatch.setattr(pickle, "_loads", boom)
+    monkeypatch.setattr(copyreg, "_reconstructor", boom)
+    monkeypatch.setattr(np, "load", np_load)
+    monkeypatch.setattr(np.lib.format, "read_array", boom)
+    monkeypatch.setattr(np.lib.format, "write_array", boom)
+    monkeypatch.setattr(torch, "load", torch_load)
+    monkeypatch.setattr(torch, "save", boom)
+    p = CheckpointManager(tmp_path).save(2, state)
+    back = load_checkpoint(p)
+    assert_same({k: v for k, v in state.items() if k != "data"},
+                {k: v for k, v in back.items() if k != "data"})
+    assert back["data"]["perm"].tolist() == list(range(7)) and back["data"]["perm"].dtype == np.int64
+    assert back["data"]["w"].shape == (2, 3) and back["data"]["w"].dtype == np.float32
+    assert back["data"]["scalar"] == 0.5 and back["data"]["pair"] == (1, 2.5)
+    assert back["data"][3] == "int key"
+    raw = b"".join(f.read_bytes() for f in p.iterdir())
+    assert b"numpy" not in raw and b"\x80\x04" not in raw  # no pickle stream in any file
 
 
 def test_unsupported_value_fails_before_touching_disk(tmp_path: Path) -> None:
@@ -180,6 +214,81 @@ def test_unsupported_value_fails_before_touching_disk(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match=r"state\['callbacks'\]\.x.*object"):
         mgr.save(1, {"callbacks": {"x": object()}})
     assert not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("where", ["model.safetensors", "state.json"])
+def test_corruption_is_caught_when_only_some_keys_are_loaded(tmp_path: Path, where: str) -> None:
+    """eval/generate load ("model", "config") only: the files they read are still verified."""
+    _, _, state = trained_state()
+    p = CheckpointManager(tmp_path).save(2, state)
+    f = p / where
+    data = bytearray(f.read_bytes())
+    if where == "state.json":  # still valid JSON: a changed digit in the config
+        i = data.rindex(b"0.95")
+        data[i + 3] = ord("7")
+    else:
+        data[-5] ^= 0x01  # a tensor byte, the header intact
+    f.write_bytes(bytes(data))
+    for keys in (("model", "config"), ("model",), ("config",))[: 3 if where == "state.json" else 2]:
+        with pytest.raises(CheckpointError, match=f"{where} fails its crc32 check"):
+            load_checkpoint(p, keys=keys)
+
+
+def test_non_finite_state_is_never_saved(tmp_path: Path) -> None:
+    from stoker.errors import NonFiniteError
+
+    _, _, state = trained_state()
+    mgr = CheckpointManager(tmp_path)
+    good = mgr.save(2, state)
+    assert json.loads((good / MARKER).read_text())["finite"] is True
+    for key, poison in (("model", "body.0.weight"), ("optimizer", None)):
+        bad = {**state, key: {k: v for k, v in state[key].items()}}
+        if key == "model":
+            t = bad["model"][poison].clone()
+            t[0, 0] = math.nan
+            bad["model"] = {**bad["model"], poison: t}
+        else:
+            st = {i: dict(s) for i, s in state["optimizer"]["state"].items()}
+            first = next(iter(st))
+            st[first]["exp_avg_sq"] = st[first]["exp_avg_sq"].clone().fill_(math.inf)
+            bad["optimizer"] = {**state["optimizer"], "state": st}
+        with pytest.raises(NonFiniteError) as ei:
+            mgr.save(3, bad)
+        msg = str(ei.value)
+        assert f"{key}.safetensors tensor" in msg and f"last finite checkpoint is {good}" in msg
+        assert ("body.0.weight" in msg and "1 NaN" in msg) if key == "model" else "inf" in msg
+        assert mgr.list() == [good] and not (tmp_path / "step-00000003").exists()
+    # callback state may hold inf (a best-so-far value): only model and optimizer are checked
+    mgr.save(4, {**state, "callbacks": {"best": torch.tensor(math.inf)}})
+
+
+def _poisoned(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path]:
+    """A good checkpoint and a later one whose model holds NaN behind a valid marker."""
+    from stoker.train.checkpoint import manager as mgr_mod
+
+    _, _, state = trained_state()
+    mgr = CheckpointManager(tmp_path)
+    good = mgr.save(2, state)
+    weights = dict(state["model"])
+    weights["body.1.bias"] = torch.full_like(weights["body.1.bias"], math.nan)
+    with monkeypatch.context() as m:  # a forged "finite" marker, as a hostile file would have
+        m.setattr(mgr_mod, "nonfinite", lambda tensors, limit=5: [])
+        bad = mgr.save(3, {**state, "model": weights})
+    verify_checkpoint(bad)  # checksums and marker are valid
+    return good, bad
+
+
+def test_loading_refuses_non_finite_weights_naming_file_and_tensor(tmp_path: Path, monkeypatch) -> None:
+    good, bad = _poisoned(tmp_path, monkeypatch)
+    for keys in (None, ("model", "config")):
+        with pytest.raises(CheckpointError) as ei:
+            load_checkpoint(bad, keys=keys)
+        msg = str(ei.value)
+        assert f"{bad / 'model.safetensors'} tensor 'body.1.bias' (8 NaN of 8 values)" in msg
+        assert f"last finite checkpoint before it is {good}" in msg and "--allow-nonfinite" in msg
+    back = load_checkpoint(bad, allow_nonfinite=True)  # for debugging
+    assert torch.isnan(back["model"]["body.1.bias"]).all()
+    load_checkpoint(bad, keys=("config", "trainer"))  # no weights read: nothing to refuse
 
 
 def test_load_subset_of_keys_reads_only_their_files(tmp_path: Path) -> None:

@@ -75,3 +75,29 @@ def test_registered_prepared_data_is_the_models_input(stoker_cmd, tmp_path: Path
             f"output_dir={tmp_path / 'via-dir'}", *TINY, env=env, check=True)
     tree = _lineage(stoker_cmd, env, "art://gpt-char:v2")
     assert [p["uri"] for p in tree["inputs"]] == ["art://mydata:v1"]
+
+
+def test_eval_of_a_model_artifact_imports_only_trusted_modules(stoker_cmd, tmp_path: Path) -> None:
+    """A model artifact's config comes from a registry: `stoker eval art://...` refuses to
+    import a module outside stoker, torch and --trust, and imports it with --trust."""
+    here = str(Path(__file__).resolve().parent)
+    env = dict(_env(tmp_path / "home"),
+               PYTHONPATH=os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p))
+    data = tmp_path / "corpus.txt"
+    data.write_text(tiny_corpus_text())
+    run_cli(stoker_cmd, "data", "prepare", "--input-path", str(data), "--output-dir",
+            str(tmp_path / "data"), "--type", "char", env=env, check=True)
+    run_cli(stoker_cmd, "train", "gpt-char", f"data.path={tmp_path / 'data'}",
+            f"output_dir={tmp_path / 'run'}", "+metrics.own._target_=_slow_steps.OwnPerplexity",
+            "+metrics.own.logits=preds.logits", "+metrics.own.labels=batch.labels",
+            *TINY, env=env, check=True)
+    refused = run_cli(stoker_cmd, "eval", "art://gpt-char:latest", "--batches", "1", env=env)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert ("refusing to import '_slow_steps' from an untrusted config; pass --trust "
+            "_slow_steps to allow it") in refused.stderr
+    ok = run_cli(stoker_cmd, "eval", "art://gpt-char:latest", "--batches", "1",
+                 "--trust", "_slow_steps", env=env, check=True)
+    assert "own" in ok.stdout
+    own = run_cli(stoker_cmd, "eval", str(tmp_path / "run"), "--batches", "1", env=env,
+                  check=True)  # the user's own run directory: trusted
+    assert "own" in own.stdout

@@ -81,7 +81,18 @@ def test_cuda_states_restored_per_device_when_present() -> None:
     assert calls == [(0, fake[0].tolist())]  # one device here: only the first state applies
 
 
-def test_cpu_capture_does_not_initialise_cuda() -> None:
-    if torch.cuda.is_available():
-        pytest.skip("only meaningful without an initialised CUDA context")
-    assert "cuda" not in capture_rng_state()
+def test_capture_does_not_initialise_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CPU run on a GPU machine: CUDA is available but not initialised, and capturing the
+    RNG state must not create a CUDA context. Every call that would initialise CUDA fails
+    here, so the test can fail on any machine (no GPU needed)."""
+    def boom(*a, **k):
+        raise AssertionError("capturing the RNG state initialised CUDA")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    for name in ("init", "_lazy_init", "get_rng_state", "get_rng_state_all", "current_device",
+                 "synchronize", "set_device"):
+        monkeypatch.setattr(torch.cuda, name, boom)
+    state = capture_rng_state()
+    assert "cuda" not in state and "torch" in state
+    restore_rng_state(state)  # and restoring it does not either

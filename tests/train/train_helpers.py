@@ -26,10 +26,12 @@ def tiny_corpus_text() -> str:
 
 
 def tiny_overrides(data: Path, out: Path, *extra: str) -> list[str]:
-    """gpt-char shrunk to a few seconds on CPU."""
+    """gpt-char shrunk to a few seconds on CPU. With dropout, so every step draws from the
+    global RNG: an exact-resume test then fails if a resume does not restore the RNG."""
     return [
         f"data.path={data}", f"output_dir={out}",
         "model.n_layers=2", "model.dim=32", "model.n_heads=2", "model.n_kv_heads=1",
+        "model.dropout=0.1",
         "data.seq_len=32", "data.batch_size=8", "trainer.eval_every=10",
         "trainer.eval_batches=2", "trainer.log_every=1", "checkpoint.every_steps=5",
         "checkpoint.keep_last=10", "loggers=[jsonl]", "~callbacks.samples",
@@ -57,3 +59,27 @@ def read_metrics(run_dir: Path) -> list[dict]:
 
 def train_losses(run_dir: Path) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in read_metrics(run_dir) if "loss" in r}
+
+
+def poison_checkpoint(step_dir: Path, tensor: str | None = None) -> str:
+    """Put NaN into one tensor of ``step_dir``'s model.safetensors and re-seal the marker
+    (size and checksum), as a hostile or buggy writer would: a valid marker, bad weights.
+    Returns the poisoned tensor's name."""
+    from safetensors.torch import load_file, save_file
+
+    from stoker.train.checkpoint.checksums import Hasher
+
+    f = step_dir / "model.safetensors"
+    weights = load_file(f)
+    name = tensor or sorted(weights)[0]
+    weights[name] = weights[name].clone()
+    weights[name].view(-1)[0] = float("nan")
+    save_file(weights, f)
+    marker_path = step_dir / "COMMITTED"
+    marker = json.loads(marker_path.read_text())
+    algo = marker.get("checksum", "crc32")
+    h = Hasher(algo)
+    h.update(f.read_bytes())
+    marker["files"]["model.safetensors"] = {"size": f.stat().st_size, algo: h.hexdigest()}
+    marker_path.write_text(json.dumps(marker))
+    return name

@@ -47,14 +47,17 @@ def print_table(data: Any, title: str, *, console: Any = None) -> None:
     cell: values longer than the value column are folded here first (Rich's own fold),
     and the argument column gets a blank line per continuation line, so rows stay aligned
     and the table looks the same. Cells are Text, never markup (``[red]`` stays a value).
+    Values of secret-looking keys are shown as ``****`` (:mod:`stoker.config.secrets`).
     """
     from rich.cells import cell_len
     from rich.console import Console
     from rich.table import Table
     from rich.text import Text
 
+    from stoker.config.secrets import mask_tree
+
     console = console or Console(soft_wrap=False)
-    rows = [(key or "<root>", _show(value).split("\n")) for key, value in flatten(data)]
+    rows = [(key or "<root>", _show(value).split("\n")) for key, value in flatten(mask_tree(data))]
     width = max(console.width, 24)
     key_w = max((cell_len(k) for k, _ in rows), default=0)
     value_w = max((cell_len(line) for _, lines in rows for line in lines), default=0)

@@ -14,6 +14,8 @@ from typing import Any, Optional
 import typer
 
 _MODEL_HELP = "A .stoker archive, a run directory, a checkpoint step directory or art://NAME."
+_ALLOW_NONFINITE_HELP = ("Load weights that hold NaN/inf (debugging only; such checkpoints "
+                        "are refused by default).")
 _TRUST_HELP = ("Allow an archive's config to name code in this module (repeatable); "
                "without it only stoker's own code is allowed.")
 
@@ -35,11 +37,12 @@ def eval_cmd(
                                         "recipe's eval split)."),
     batches: Optional[int] = typer.Option(None, "--batches", help="Limit the number of batches."),
     trust: Optional[list[str]] = typer.Option(None, "--trust", help=_TRUST_HELP),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help=_ALLOW_NONFINITE_HELP),
 ) -> int:
     from stoker.package.source import open_model
     from stoker.train.evaluate import evaluate_model
 
-    restored = open_model(path, trust=tuple(trust or ()))
+    restored = open_model(path, trust=tuple(trust or ()), allow_nonfinite=allow_nonfinite)
     metrics = evaluate_model(restored.model, restored.config.get("eval") or {}, split=split,
                              max_batches=batches)
     eval_cfg = restored.config.get("eval") or {}
@@ -123,6 +126,7 @@ def generate_text(
     output_format: str = typer.Option("auto", "--format", help="text, jsonl, or auto: jsonl "
                                       "for several samples when stdout is not a terminal."),
     trust: Optional[list[str]] = typer.Option(None, "--trust", help=_TRUST_HELP),
+    allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help=_ALLOW_NONFINITE_HELP),
 ) -> int:
     from stoker.errors import Interrupted, UserError
 
@@ -141,7 +145,7 @@ def generate_text(
     from stoker.infer.text import TextStream
     from stoker.package.source import open_model
 
-    restored = open_model(checkpoint, trust=tuple(trust or ()))
+    restored = open_model(checkpoint, trust=tuple(trust or ()), allow_nonfinite=allow_nonfinite)
     ts = TextStream(restored.model, restored.require_tokenizer(), prompts, max_new_tokens=max_new_tokens,
                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                     num_samples=num_samples, stop=tuple(stop or ()),

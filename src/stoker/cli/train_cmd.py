@@ -98,13 +98,13 @@ def train(
 def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     """Train a composed config with a progress display; print the outcome. Returns FitResult."""
     from stoker.cli.train_progress import ProgressCallback, console_logging
-    from stoker.config import to_container, to_typed
+    from stoker.config import to_record, to_typed
     from stoker.train.publish import PublishModel
     from stoker.train.recipe import TrainRecipe
     from stoker.train.trainer import Trainer
 
     recipe = to_typed(cfg, TrainRecipe)
-    resolved = to_container(cfg, resolve=True)
+    resolved = to_record(cfg)  # what the run records: ${oc.env:...} values stay unresolved
     progress = ProgressCallback(quiet=quiet)
     publish = PublishModel()  # the trained model goes to the registry at the end of the run
     trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[publish, progress])

@@ -22,6 +22,7 @@ _LAZY: dict[str, str] = {
     "save": "stoker.config.export",
     "dumps": "stoker.config.export",
     "to_container": "stoker.config.export",
+    "to_record": "stoker.config.export",
     "Config": "stoker.config.nodes",
     "Partial": "stoker.config.nodes",
     "ConfigDict": "stoker.config.nodes",

@@ -60,6 +60,61 @@ def to_container(cfg: Any, resolve: bool = True) -> Any:
     return _plain(data)
 
 
+_ENV_MARK = "\x00stoker-env\x00"
+
+
+def to_record(cfg: Any) -> Any:
+    """Plain data of ``cfg`` as a run records it (``config.yaml``, checkpoints, artifacts):
+    resolved, except values that come from the environment.
+
+    A value written ``${oc.env:VAR}``, or one that reaches such a value through references
+    (``key: ${tracker.token}``), is kept as written, so a secret exported in the shell never
+    lands in a file; re-running or resuming from the record resolves it again then. Every
+    other interpolation (``${model.dim}``, ``${art:...}``) is resolved as usual.
+    """
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    resolved = to_container(cfg, resolve=True)
+    if not isinstance(cfg, (DictConfig, ListConfig)):
+        return resolved
+    raw = to_container(cfg, resolve=False)
+    marked, found = _mark_env(raw)
+    if not found:
+        return resolved
+    # Resolve once more with every environment value replaced by a marker: what carries
+    # the marker afterwards depends on the environment and is recorded as written.
+    probe = to_container(OmegaConf.create(marked), resolve=True)
+    return _merge_record(resolved, probe, raw)
+
+
+def _mark_env(raw: Any) -> tuple[Any, bool]:
+    if isinstance(raw, dict):
+        pairs = {k: _mark_env(v) for k, v in raw.items()}
+        return {k: v for k, (v, _) in pairs.items()}, any(f for _, f in pairs.values())
+    if isinstance(raw, list):
+        pairs_l = [_mark_env(v) for v in raw]
+        return [v for v, _ in pairs_l], any(f for _, f in pairs_l)
+    if isinstance(raw, str) and "oc.env" in raw and "${" in raw:
+        return _ENV_MARK, True
+    return raw, False
+
+
+def _has_mark(x: Any) -> bool:
+    if isinstance(x, dict):
+        return any(_has_mark(v) for v in x.values())
+    if isinstance(x, list):
+        return any(_has_mark(v) for v in x)
+    return isinstance(x, str) and _ENV_MARK in x
+
+
+def _merge_record(resolved: Any, probe: Any, raw: Any) -> Any:
+    if isinstance(raw, dict) and isinstance(resolved, dict) and isinstance(probe, dict):
+        return {k: _merge_record(resolved[k], probe.get(k), raw[k]) for k in resolved}
+    if isinstance(raw, list) and isinstance(resolved, list) and isinstance(probe, list):
+        return [_merge_record(a, b, c) for a, b, c in zip(resolved, probe, raw)]
+    return raw if _has_mark(probe) else resolved
+
+
 def _toml_ready(x: Any) -> Any:
     if x is None:
         return TOML_NONE

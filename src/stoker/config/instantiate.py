@@ -9,21 +9,25 @@ from __future__ import annotations
 
 import functools
 import re
+from collections.abc import Iterable
 from typing import Any
 
 from stoker.config.fastpaths import NO_FAST, fast_ref
 from stoker.config.files import join, problem
-from stoker.config.targets import RESERVED, import_target
+from stoker.config.targets import RESERVED, check_trusted, import_target
 from stoker.errors import ConfigError
 
 _PURE_REF = re.compile(r"^\$\{\s*[A-Za-z_][\w\-]*(?:\.[\w\-]+|\[\d+\])*\s*\}$")
 
 
-def build(cfg: Any, /, *, validate: bool = True, **kwargs: Any) -> Any:
+def build(cfg: Any, /, *, validate: bool = True, trust: Iterable[str] | None = None,
+          **kwargs: Any) -> Any:
     """Instantiate ``cfg`` (DictConfig, dict or a ``Config(...)``) recursively.
 
     ``kwargs`` are extra keyword arguments for the root target, e.g.
-    ``build(cfg.optim, params=model.parameters())``.
+    ``build(cfg.optim, params=model.parameters())``. ``trust``: for a config from an archive
+    or a registry, the module prefixes its targets may import besides ``stoker`` and
+    ``torch`` (see :func:`stoker.config.validation.validate`); others are refused unimported.
     """
     from omegaconf import DictConfig, ListConfig
 
@@ -43,19 +47,20 @@ def build(cfg: Any, /, *, validate: bool = True, **kwargs: Any) -> Any:
     if validate:
         from stoker.config.validation import check
 
-        problems = check(cfg)
+        problems = check(cfg, trust=trust)
         if kwargs:  # arguments given here are not missing
             problems = [p for p in problems if p.path.split(".")[0] not in kwargs]
         if problems:
             raise ConfigError(problems=problems)
-    builder = _Builder(cfg)
+    builder = _Builder(cfg, trust)
     return builder.node(cfg, "", extra=kwargs)
 
 
 class _Builder:
-    def __init__(self, root: Any):
+    def __init__(self, root: Any, trust: Iterable[str] | None = None):
         self.root = root
         self.memo: dict[int, Any] = {}
+        self.trust = None if trust is None else tuple(trust)
 
     def node(self, node: Any, path: str, extra: dict[str, Any] | None = None) -> Any:
         from omegaconf import DictConfig, ListConfig
@@ -144,6 +149,7 @@ class _Builder:
     def call(self, values: dict[str, Any], path: str, extra: dict[str, Any]) -> Any:
         target = values["_target_"]
         try:
+            check_trusted(str(target), self.trust)  # before importing anything
             fn = import_target(str(target))
         except ConfigError as e:
             raise ConfigError(problems=[problem(join(path, "_target_"), str(e), self.root)]) from None

@@ -2,6 +2,14 @@
 
 A target is ``pkg.mod.Name`` (Hydra style) or ``pkg.mod:Name.attr``. Failures say which
 module could not be imported and why, so that a typo and a missing dependency look different.
+
+Importing is running code: ``_target_: this.x`` prints the Zen of Python while a config is
+merely validated. A user's own configs may import their own modules; a config that came
+from elsewhere (a model archive, a registry, an artifact) is validated and built with a
+``trust`` list (:func:`check_trusted`): only ``stoker``, ``torch`` and the listed module
+prefixes are imported, anything else is refused *before* it is imported. Trust decides what
+gets imported, not what a trusted target does when called (``torch.load`` is trusted), so
+build untrusted configs only from sources whose targets you accept.
 """
 from __future__ import annotations
 
@@ -9,12 +17,15 @@ import functools
 import importlib
 import inspect
 import sys
+from collections.abc import Iterable, Iterator
 from typing import Any, Callable
 
 from stoker.errors import ConfigError
 
 # Keys of a ``_target_`` node that are not arguments of the target.
 RESERVED = frozenset({"_target_", "_partial_", "_args_", "_recursive_", "_convert_"})
+# Module prefixes an untrusted config may always import.
+DEFAULT_TRUSTED = ("stoker", "torch")
 
 
 class TargetError(ConfigError):
@@ -24,6 +35,54 @@ class TargetError(ConfigError):
         self.target = target
         self.reason = reason
         super().__init__(f"cannot import target '{target}': {reason}")
+
+
+class UntrustedTargetError(TargetError):
+    """A ``_target_`` of an untrusted config names a module outside the trust list."""
+
+    def __init__(self, target: str, module: str):
+        ConfigError.__init__(
+            self, f"refusing to import '{module}' from an untrusted config; pass --trust "
+            f"{module} to allow it")
+        self.target = target
+        self.reason = str(self)
+        self.module = module
+
+
+def untrusted_module(path: str, trust: Iterable[str]) -> str | None:
+    """The top-level module to name in ``--trust`` when ``path`` lies outside ``stoker``,
+    ``torch`` and the ``trust`` prefixes; None when it may be imported."""
+    module = str(path).strip().partition(":")[0]
+    for prefix in (*DEFAULT_TRUSTED, *trust):
+        p = str(prefix).strip().rstrip(".")
+        if p and (module == p or module.startswith(p + ".")):
+            return None
+    return module.split(".")[0] or module
+
+
+def iter_targets(tree: Any, path: str = "") -> Iterator[tuple[str, str]]:
+    """Every ``(dotted config path, target string)`` in a plain config tree, read as strings:
+    nothing is imported, so a trust check can run on all of them first."""
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            sub = f"{path}.{key}" if path else str(key)
+            if key == "_target_":
+                yield sub, str(value)
+            else:
+                yield from iter_targets(value, sub)
+    elif isinstance(tree, (list, tuple)):
+        for i, value in enumerate(tree):
+            yield from iter_targets(value, f"{path}[{i}]")
+
+
+def check_trusted(path: str, trust: Iterable[str] | None) -> None:
+    """Raise :class:`UntrustedTargetError` (before any import) when ``trust`` is given and
+    ``path`` is outside it. ``trust=None``: the user's own config, everything importable."""
+    if trust is None:
+        return
+    module = untrusted_module(path, trust)
+    if module is not None:
+        raise UntrustedTargetError(str(path), module)
 
 
 def target_name(obj: Any) -> str:

@@ -4,6 +4,8 @@
 * no ``???`` is left;
 * every ``_target_`` imports, its argument names exist in its signature ("Did you mean"),
   and values match its annotations (Pydantic, lax mode: ``"3"`` is an int, ``"a/b"`` a Path);
+  with ``trust`` (a config from an archive or a registry), targets outside ``stoker``,
+  ``torch`` and the trusted prefixes are refused without being imported;
 * with a ``schema`` (dataclass / Pydantic model / function signature): no unknown keys,
   nested dataclasses and models, ``Literal`` and (discriminated) unions, required fields.
 
@@ -18,8 +20,9 @@ from stoker.config import schema as sch
 from stoker.config._gc import gc_paused
 from stoker.config.fastpaths import NO_FAST, fast_ref, surely_fits
 from stoker.config.files import join, problem
-from stoker.config.targets import (RESERVED, accepts_any_kwargs, import_target, keyword_names,
-                                   signature_of, suggest, target_name, type_hints_of)
+from stoker.config.targets import (RESERVED, accepts_any_kwargs, check_trusted, import_target,
+                                   keyword_names, signature_of, suggest, target_name,
+                                   type_hints_of)
 from stoker.errors import ConfigError, ConfigProblem
 
 
@@ -178,10 +181,12 @@ def _show(value: Any) -> str:
 
 # ---------------------------------------------------------------------------- checks
 class _Checker:
-    def __init__(self, cfg: Any, ref_paths: set[str] | None = None):
+    def __init__(self, cfg: Any, ref_paths: set[str] | None = None,
+                 trust: typing.Iterable[str] | None = None):
         self.cfg = cfg
         self.problems: list[ConfigProblem] = []
         self.ref_paths = ref_paths or set()
+        self.trust = None if trust is None else tuple(trust)
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(problem(path, message, self.cfg))
@@ -225,6 +230,7 @@ class _Checker:
             self.add(tpath, f"_target_ must be a dotted path string, got {_show(target)}")
             return
         try:
+            check_trusted(target, self.trust)  # before importing anything
             fn = import_target(target)
         except ConfigError as e:
             self.add(tpath, str(e))
@@ -349,24 +355,26 @@ def _schema_name(schema: Any) -> str:
     return getattr(schema, "__name__", str(schema))
 
 
-def check(cfg: Any, schema: Any = None) -> list[ConfigProblem]:
+def check(cfg: Any, schema: Any = None, *,
+          trust: typing.Iterable[str] | None = None) -> list[ConfigProblem]:
     """Every problem in ``cfg`` (empty list when valid)."""
-    return check_resolved(cfg, schema)[0]
+    return check_resolved(cfg, schema, trust=trust)[0]
 
 
 @gc_paused
-def check_resolved(cfg: Any, schema: Any = None, *,
-                   targets: bool = True) -> tuple[list[ConfigProblem], Any]:
+def check_resolved(cfg: Any, schema: Any = None, *, targets: bool = True,
+                   trust: typing.Iterable[str] | None = None) -> tuple[list[ConfigProblem], Any]:
     """Every problem in ``cfg`` and its resolved plain data (what ``to_container(cfg,
     resolve=True)`` gives when there are no problems), computed in one pass.
 
     ``targets=False`` leaves ``_target_`` nodes unchecked (no import of their modules): a
-    launcher submitting a job that validates them again uses it to avoid importing torch."""
+    launcher submitting a job that validates them again uses it to avoid importing torch.
+    ``trust``: see :func:`validate`."""
     cfg = _as_config(cfg)
     problems: list[ConfigProblem] = []
     ref_paths: set[str] = set()
     data = resolve_all(cfg, problems, ref_paths)
-    checker = _Checker(cfg, ref_paths)
+    checker = _Checker(cfg, ref_paths, trust)
     checker.problems = problems
     checker.missing(data, "")
     if schema is not None:
@@ -382,9 +390,15 @@ def check_resolved(cfg: Any, schema: Any = None, *,
     return out, data
 
 
-def validate(cfg: Any, schema: Any = None) -> None:
-    """Raise ConfigError listing every problem of ``cfg`` (see module docstring)."""
-    problems = check(cfg, schema)
+def validate(cfg: Any, schema: Any = None, *, trust: typing.Iterable[str] | None = None) -> None:
+    """Raise ConfigError listing every problem of ``cfg`` (see module docstring).
+
+    ``trust``: for a config that came from an archive, a registry or an artifact, the module
+    prefixes it may import besides ``stoker`` and ``torch`` (``trust=[]``: those two only).
+    Any other ``_target_`` is a problem ("refusing to import 'this' from an untrusted config;
+    pass --trust this to allow it") and its module is never imported. ``None`` (the
+    default, for the user's own configs) imports whatever the targets name."""
+    problems = check(cfg, schema, trust=trust)
     if problems:
         raise ConfigError(problems=problems)
 

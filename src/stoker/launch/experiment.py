@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from stoker.config.secrets import mask_env, mask_tree
 from stoker.errors import ConfigError, RunError, UserError
 from stoker.launch.cores import share_cores, thread_env
 from stoker.launch.driver import (TaskState, drive, raise_for_failures, start_driver,
                                   stored_executor_config)
 from stoker.launch.executors import Executor, JobState, get_executor
-from stoker.launch.masking import mask_env, mask_tree
 from stoker.launch.store import JobStore, TaskRecord, slug
 from stoker.launch.task import Task
 

@@ -76,7 +76,8 @@ def _artifact_archive(uri: str, registry: Any) -> Path | None:
 
 
 def open_model(spec: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] = (),
-               device: str = "cpu", registry: Any = None) -> Restored:
+               device: str = "cpu", registry: Any = None,
+               allow_nonfinite: bool = False) -> Restored:
     """The model and tokenizer behind any model reference, ready to generate or evaluate.
 
     Checkpoints carry the run's full config; what restore needs of it (model section, eval
@@ -101,7 +102,10 @@ def open_model(spec: str | os.PathLike[str], *, trust: tuple[str, ...] | list[st
     from stoker.train.loading import load_trained
 
     ckpt = checkpoint_dir(text)
-    trained = load_trained(str(ckpt), device=device)
+    # A checkpoint published to a registry came from elsewhere: its config imports only
+    # stoker, torch and --trust. A run or step directory on disk is the user's own.
+    trained = load_trained(str(ckpt), device=device, allow_nonfinite=allow_nonfinite,
+                           trust=tuple(trust) if text.startswith("art://") else None)
     config = {
         "model": trained.model.config.model_dump(mode="json"),
         "tokenizer": None,

@@ -305,7 +305,11 @@ def make_loggers(
     ``names`` is a list (``["tensorboard", "wandb"]``), a comma-separated string, or a
     mapping of name -> options passed to that logger's constructor. ``resume_step`` is
     given to loggers whose constructor takes it, so their record ends at the resumed step.
+    Loggers get ``config`` with the values of secret-looking keys masked
+    (:mod:`stoker.config.secrets`): a tracker is a place to show a run, not to keep its keys.
     """
+    from stoker.config.secrets import mask_tree
+
     if names is None:
         spec: dict[str, dict[str, Any]] = {}
     elif isinstance(names, str):
@@ -322,13 +326,14 @@ def make_loggers(
         )
     spec = {"jsonl": spec.pop("jsonl", {}), **spec}
     built: dict[str, MetricLogger] = {}
+    shown = mask_tree(dict(config or {}))
     try:
         for name, options in spec.items():
             cls = _resolve(name)
             kwargs = dict(options)
             if resume_step is not None and _accepts(cls, "resume_step"):
                 kwargs.setdefault("resume_step", resume_step)
-            built[name] = cls(Path(run_dir), dict(config or {}), **kwargs)
+            built[name] = cls(Path(run_dir), dict(shown), **kwargs)
     except BaseException:
         for lg in built.values():
             lg.close()

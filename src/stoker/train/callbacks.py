@@ -95,12 +95,12 @@ def stop_if_not_finite(
         return None
     what = ", ".join(f"{k}={v}" for k, v in bad.items())
     ckpts = getattr(trainer, "checkpoints", None)
-    latest = ckpts.latest() if ckpts is not None else None
+    last = ckpts.latest_finite() if ckpts is not None else None
     keep = (
-        f"the last good checkpoint {latest} was kept; resume from it after lowering "
-        "optim.lr or enabling gradient clipping"
-        if latest is not None
-        else "no checkpoint was saved before it"
+        f"the last finite checkpoint is {last}; resume from it with resume={last} after "
+        "lowering optim.lr or enabling gradient clipping (trainer.clip)"
+        if last is not None
+        else "no finite checkpoint was saved before it"
     )
     reason = (
         f"non-finite value at step {step}: {what}. Training stopped without saving "

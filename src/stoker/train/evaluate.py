@@ -6,7 +6,7 @@ equals the result of one process over the whole split.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -99,24 +99,6 @@ def _batch_len(batch: Any) -> int:
     if isinstance(batch, torch.Tensor):
         return int(batch.shape[0])
     return 1
-
-
-
-def evaluate_checkpoint(
-    path: str, *, split: str | None = None, max_batches: int | None = None
-) -> tuple[dict[str, float], Any, str]:
-    """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU.
-
-    Returns (metrics, checkpoint, split). The metrics carry the keys training logged
-    (``eval/loss``, ``eval/perplexity``...), so they compare directly with ``metrics.jsonl``
-    and ``checkpoint.best_metric``; the split evaluated is returned beside them."""
-    from stoker.train.loading import load_trained
-
-    trained = load_trained(path)
-    recipe = trained.recipe
-    out = evaluate_model(trained.model, recipe.model_dump(mode="json"), split=split,
-                         max_batches=max_batches, seed=recipe.seed)
-    return out, trained.checkpoint, split or recipe.data.eval_split
 
 
 def evaluate_model(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from stoker.errors import CheckpointError
 
@@ -40,7 +40,8 @@ class TrainedModel:
 def _from_artifact(uri: str) -> Path:
     from stoker.artifacts.registry import resolve_registry
 
-    path = Path(str(resolve_registry(None).load(uri).path))
+    art = resolve_registry(None).load(uri)  # the artifact, its path in the registry's store
+    path = Path(art.path)
     return path / "checkpoint" if (path / "checkpoint").is_dir() else path
 
 
@@ -53,8 +54,17 @@ def find_checkpoint(path: str) -> Path:
 
 
 def _recipe_from_config(config: dict[str, Any]) -> Any:
+    """The typed recipe of a recorded config; its ``${oc.env:...}`` values (kept unresolved
+    in what a run saves) are resolved from this process's environment now."""
+    import json
+
     from stoker.train.recipe import TrainRecipe
 
+    if "oc.env" in json.dumps(config, default=str):
+        from stoker.config import to_container
+        from stoker.config.files import to_omegaconf
+
+        config = to_container(to_omegaconf(config), resolve=True)
     return TrainRecipe.model_validate(config)
 
 
@@ -72,17 +82,27 @@ def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:
     return None
 
 
-def load_trained(path: str, *, device: str = "cpu") -> TrainedModel:
+def load_trained(path: str, *, device: str = "cpu", allow_nonfinite: bool = False,
+                 trust: Sequence[str] | None = None) -> TrainedModel:
+    """The model of a checkpoint, rebuilt from its own config; weights with NaN/inf are
+    refused (CheckpointError naming the tensor) unless ``allow_nonfinite``. With ``trust``
+    (a config from a registry), every ``_target_`` of the config must lie in stoker, torch
+    or those module prefixes, checked before anything is built or imported."""
     import torch
 
     from stoker.models import build_model
     from stoker.train.checkpoint import check_model_compatible, load_checkpoint
 
     ckpt = find_checkpoint(path)
-    state = load_checkpoint(ckpt, keys=("model", "config"))
+    state = load_checkpoint(ckpt, keys=("model", "config"), allow_nonfinite=allow_nonfinite)
     config = state.get("config")
     if not isinstance(config, dict):
         raise CheckpointError(f"{ckpt} holds no config; it was not written by `stoker train`")
+    if trust is not None:
+        from stoker.config.targets import check_trusted, iter_targets
+
+        for _, target in iter_targets(config):
+            check_trusted(target, trust)
     recipe = _recipe_from_config(config)
     vocab = None
     weights = state["model"]

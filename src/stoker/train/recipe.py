@@ -135,6 +135,8 @@ class CheckpointConfig(_Strict):
     best_metric: str | None = Field("eval/loss", description="Metric key ranking 'best'.")
     best_mode: Literal["min", "max"] = Field("min", description="Whether lower is better.")
     fsync: bool = Field(True, description="fsync files before the commit marker.")
+    allow_nonfinite: bool = Field(False, description="Resume from a checkpoint whose weights "
+                                  "hold NaN/inf (debugging only; refused by default).")
 
 
 class TrainRecipe(_Strict):

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from stoker.atomic import atomic_write_text, check_dir_path
+from stoker.config.secrets import mask_argv
 from stoker.errors import UserError, write_failure
 from stoker.train.checkpoint.layout import CHECKPOINTS_DIR, has_step_dirs, is_step_dir
 
@@ -47,6 +48,7 @@ class RunPlan:
     run_dir: Path
     resume_from: Path | None  # a checkpoint step dir or a checkpoints root (latest inside)
     note: str  # one line for the user: "new run", "resuming ...", ...
+    auto_named: bool = False  # a fresh directory stoker named: if taken, pick another name
 
 
 def _timestamp() -> str:
@@ -105,7 +107,7 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
             if _has_run(run_dir):
                 fresh = _fresh_dir(run_dir.with_name(f"{run_dir.name}-{_timestamp()}"))
                 return RunPlan(fresh, None, f"resume=never: {run_dir} holds a run; "
-                               f"starting fresh in {fresh}")
+                               f"starting fresh in {fresh}", auto_named=True)
             return RunPlan(run_dir, None, "new run")
         if _has_checkpoint(run_dir):
             return RunPlan(run_dir, run_dir / CHECKPOINTS_DIR, f"resuming in {run_dir}")
@@ -124,7 +126,7 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
             f"resume=latest: no run of '{name}' with a checkpoint under {base}; "
             "start one first (drop resume=latest) or set output_dir=..."
         )
-    return RunPlan(_fresh_dir(base / _timestamp()), None, "new run")
+    return RunPlan(_fresh_dir(base / _timestamp()), None, "new run", auto_named=True)
 
 
 def _git_info(cwd: Path) -> dict[str, Any]:
@@ -173,12 +175,16 @@ def write_run_files(run_dir: Path, *, config_yaml: str, argv: list[str]) -> None
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "logs").mkdir(exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", config_yaml)
-    atomic_write_text(run_dir / "command.txt", shlex.join(argv) + "\n")
+    atomic_write_text(run_dir / "command.txt", shlex.join(mask_argv(argv)) + "\n")
     atomic_write_text(run_dir / "env.json", json.dumps(environment_info(), indent=2) + "\n")
 
 
 def config_yaml(config: dict[str, Any], run_dir: Path) -> str:
-    """``config.yaml`` of a run: its config, pointed at this directory, re-runnable as is."""
+    """``config.yaml`` of a run: its config, pointed at this directory, re-runnable as is.
+
+    ``config`` is the run's record (:func:`stoker.config.export.to_record`): values from the
+    environment stay ``${oc.env:VAR}``, so a secret never lands here; re-running resolves them.
+    """
     import yaml
 
     cfg = dict(config)
@@ -207,11 +213,13 @@ def detach_log_file(logger: logging.Logger, handler: logging.Handler | None) -> 
 
 
 @contextlib.contextmanager
-def opening_outputs(run_dir: Path) -> Iterator[None]:
+def opening_outputs(run_dir: Path, *, created: bool | None = None) -> Iterator[None]:
     """Around writing a run directory's first files: an ``OSError`` (a full disk, a file in
     the way) becomes a typed error (exit 1, or 2 for a bad path) and a directory this run
-    created is removed again, so a failed start leaves nothing half-written behind."""
-    created = not run_dir.exists()
+    created (``created``; by default, when it does not exist yet) is removed again, so a
+    failed start leaves nothing half-written behind."""
+    if created is None:
+        created = not run_dir.exists()
     try:
         yield
     except OSError as exc:

@@ -7,6 +7,8 @@
 3. seed, open the data, build the model, check every key path on one probe batch, build
    the optimizer, the LR schedule and the precision policy — all before anything is
    written, so a bad recipe leaves no half-made run directory;
+   then take the run directory's lock (rank 0; :mod:`stoker.train.run_lock`), so a second
+   process on the same directory stops here, before it reads or writes anything there;
 4. restore the latest checkpoint (model, optimizer, schedule, scaler, RNG, data position,
    callback state), or say the run is already finished;
 5. write ``config.yaml``/``command.txt``/``env.json``, open the metric loggers;
@@ -28,7 +30,7 @@ and the sampler's seeded per-epoch permutation (position saved as epoch + micro-
 consumed). Loaders use private generators and evaluation draws nothing, so a resumed run
 replays the uninterrupted one bit for bit.
 
-Length: about 570 lines, the one module of ``train/`` past 550, on purpose: what is left
+Length: about 590 lines, the one module of ``train/`` past 550, on purpose: what is left
 here is the loop and the resume/save/stop bookkeeping that shares its state; data setup,
 key checks, optimizer and schedule, signals, checkpoints and run files live in their own
 modules, and splitting the loop further would make it harder, not easier, to read.
@@ -74,6 +76,7 @@ from stoker.train.run_dir import (
     plan_run_dir,
     write_run_files,
 )
+from stoker.train.run_lock import RunDirLock, claim_run_dir
 from stoker.train.signals import StopSignals
 
 __all__ = ["FitResult", "Trainer", "lr_factor"]
@@ -144,6 +147,7 @@ class Trainer:
         self.checkpoints: CheckpointManager | None = None
         self.logger: Any = _NullLogger()  # metric loggers, opened on rank 0 by _open_outputs
         self._log_handler: logging.Handler | None = None
+        self._lock: RunDirLock | None = None  # one writer per run directory (rank 0 holds it)
 
         # progress (restored from a checkpoint when resuming)
         self.step = 0
@@ -176,6 +180,9 @@ class Trainer:
             self.logger.close()
             detach_log_file(log, self._log_handler)
             self._log_handler = None
+            if self._lock is not None:
+                self._lock.release()
+                self._lock = None
             dist_utils.teardown()
 
     def _fit(self) -> FitResult:
@@ -185,11 +192,13 @@ class Trainer:
         )
         self.run_dir = plan.run_dir
         self._build()  # everything that can fail on a bad recipe, before writing anything
+        plan = self._claim(plan)  # the run directory's lock, before reading or writing there
         resumed = self._resume(plan)
         done = self._already_done()
         if done is not None:
             return done
-        with opening_outputs(self.run_dir):
+        created = self._lock.created if self._lock is not None else None
+        with opening_outputs(self.run_dir, created=created):
             self._open_outputs(plan, resumed)
         log.info("%s: %s (step %d of %d)", plan.note, self.run_dir, self.step, self.max_steps)
         try:
@@ -251,6 +260,15 @@ class Trainer:
             best_metric=c.best_metric, best_mode=c.best_mode, fsync=c.fsync,
         )
 
+    def _claim(self, plan: RunPlan) -> RunPlan:
+        """Lock the run directory (see :func:`~stoker.train.run_lock.claim_run_dir`)."""
+        r = self.recipe
+        plan, self._lock = claim_run_dir(plan, name=r.name, output_dir=r.output_dir,
+                                         resume=r.resume, argv=self.argv, env=self.env)
+        self.run_dir = plan.run_dir
+        self.checkpoints.root = plan.run_dir / CHECKPOINTS_DIR
+        return plan
+
     def _build_data(self) -> None:
         """Open the datasets and the sampler; count an epoch in optimizer steps."""
         r = self.recipe
@@ -292,7 +310,8 @@ class Trainer:
         if path is None:
             log.info("no committed checkpoint in %s: starting from step 0", plan.resume_from)
             return False
-        state = load_checkpoint(path, map_location=self.device)
+        state = load_checkpoint(path, map_location=self.device,
+                                allow_nonfinite=self.recipe.checkpoint.allow_nonfinite)
         self._load_state(state, path)
         log.info("resumed from %s (step %d)", path, self.step)
         return True

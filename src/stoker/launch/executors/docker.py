@@ -46,7 +46,7 @@ from stoker.atomic import atomic_write_text
 from stoker.errors import RunError, UserError
 from stoker.launch.executors.base import Executor, JobState, JobStatus
 from stoker.launch.executors.process import CANCEL_FILE
-from stoker.launch.masking import is_secret
+from stoker.config.secrets import is_secret
 from stoker.launch.task import Task
 from stoker.launch.wrapper import EXIT_FILE
 

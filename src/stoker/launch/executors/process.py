@@ -20,7 +20,7 @@ from typing import Any, ClassVar, Sequence
 
 from stoker.atomic import atomic_write_text
 from stoker.launch.executors.base import Executor, JobState, JobStatus
-from stoker.launch.masking import mask_env
+from stoker.config.secrets import mask_env
 from stoker.launch.task import Task
 from stoker.launch.wrapper import EXIT_FILE
 

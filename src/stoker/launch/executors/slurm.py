@@ -52,7 +52,7 @@ from typing import Any, Sequence
 from stoker.atomic import atomic_write_text
 from stoker.errors import RunError, UserError
 from stoker.launch.executors.base import Executor, JobState, JobStatus
-from stoker.launch.masking import MASK, is_secret
+from stoker.config.secrets import MASK, is_secret
 from stoker.launch.ssh import Shell, shell_for
 from stoker.launch.task import Task
 

@@ -31,8 +31,9 @@ TAGS = frozenset({"__tensor__", "__tuple__", "__dict__", "__float__", "__ndarray
 class TensorSink:
     """Collects the tensors of one top-level key while its subtree is encoded."""
 
-    def __init__(self, fname: str):
+    def __init__(self, fname: str, key: Any = None):
         self.fname = fname
+        self.key = key  # the top-level state key whose tensors these are
         self.tensors: dict[str, Any] = {}
         self._seen: dict[tuple, str] = {}
 
@@ -68,7 +69,7 @@ def encode_state(state: Mapping[Any, Any]) -> tuple[bytes, list[TensorSink]]:
     used: set[str] = set()
     tree: dict[Any, Any] = {}
     for key, value in state.items():
-        sink = TensorSink(_file_for_key(key, used))
+        sink = TensorSink(_file_for_key(key, used), key)
         tree[key] = _encode(value, [], sink, f"state[{key!r}]")
         if sink.tensors:
             sinks.append(sink)

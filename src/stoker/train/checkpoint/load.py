@@ -2,7 +2,9 @@
 
 Loading re-checks the size and checksum of every file it reads, so a truncated or
 bit-flipped file is reported, together with the previous checkpoint that verifies
-completely, instead of silently training from garbage.
+completely, instead of silently training from garbage. It also refuses model or optimizer
+tensors that hold NaN or inf (a marker saying ``finite`` can be forged; the tensors cannot),
+naming the file and tensor and the last finite checkpoint, unless ``allow_nonfinite``.
 """
 from __future__ import annotations
 
@@ -22,9 +24,18 @@ from stoker.train.checkpoint.layout import (
     read_marker,
     step_dir_name,
 )
-from stoker.train.checkpoint.tensors import DamagedFile, parse_safetensors, read_verified
+from stoker.train.checkpoint.tensors import (
+    DamagedFile,
+    describe_nonfinite,
+    nonfinite,
+    parse_safetensors,
+    read_verified,
+)
 
-__all__ = ["load_checkpoint", "verify_checkpoint"]
+__all__ = ["FINITE_KEYS", "load_checkpoint", "verify_checkpoint"]
+
+# State keys whose tensors must be finite to be saved or loaded (callback state may hold inf).
+FINITE_KEYS = ("model", "optimizer")
 
 
 def verify_checkpoint(path: str | os.PathLike[str]) -> None:
@@ -41,13 +52,15 @@ def load_checkpoint(
     *,
     map_location: Any = "cpu",
     keys: Iterable[str] | None = None,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """Load a step directory back into the state dict that was saved.
 
     ``keys`` limits loading to some top-level entries (``("model", "config")`` for
     evaluation reads neither the optimizer file nor its checksum). Sizes and checksums of
     every file read are verified first; any mismatch raises :class:`CheckpointError` naming
-    the file and offering the previous good checkpoint.
+    the file and offering the previous good checkpoint. Model and optimizer tensors holding
+    NaN or inf raise :class:`CheckpointError` too, unless ``allow_nonfinite`` (debugging).
     """
     path = Path(path)
     marker = _require_marker(path)
@@ -83,9 +96,46 @@ def load_checkpoint(
     missing = refs - tensors.keys()
     if missing:
         raise _corrupt(path, f"tensors {sorted(missing)[:5]} are missing from their files")
+    if not allow_nonfinite:
+        _check_finite(path, tree, tensors)
     if map_location is not None and str(map_location) != "cpu":
         tensors = {k: v.to(map_location) for k, v in tensors.items()}
     return decode(tree, tensors)
+
+
+def _check_finite(path: Path, tree: dict[str, Any], tensors: dict[str, Any]) -> None:
+    """Refuse model/optimizer tensors with NaN or inf, naming file and tensor."""
+    pairs = tree["__dict__"] if set(tree) == {"__dict__"} else list(tree.items())
+    refs = {r for k, v in pairs if k in FINITE_KEYS for r in tensor_refs(v)}
+    bad = nonfinite({r: tensors[r] for r in sorted(refs)})
+    if not bad:
+        return
+    details = "; ".join(
+        f"{path / r.split(':', 1)[0]} tensor '{r.split(':', 1)[1]}' ({describe_nonfinite(tensors[r])})"
+        for r in bad)
+    prev = _previous_finite(path)
+    offer = (f"The last finite checkpoint before it is {prev}; resume from it with resume={prev}."
+             if prev is not None else f"There is no earlier finite checkpoint in {path.parent}.")
+    raise CheckpointError(
+        f"checkpoint {path} holds non-finite weights and was not loaded: {details}. {offer} "
+        "To load it anyway for debugging, pass --allow-nonfinite (stoker eval, stoker "
+        "generate) or checkpoint.allow_nonfinite=true (stoker train).")
+
+
+def _previous_finite(path: Path) -> Path | None:
+    """The newest checkpoint older than ``path`` whose marker says finite and that verifies."""
+    m = STEP_RE.match(path.name)
+    if not m:
+        return None
+    for s, p, marker in reversed(committed(path.parent)):
+        if s >= int(m.group(1)) or marker.get("finite") is not True:
+            continue
+        try:
+            verify_checkpoint(p)
+        except CheckpointError:
+            continue
+        return p
+    return None
 
 
 def _read(path: Path, fname: str, rec: Any, algo: str) -> Any:

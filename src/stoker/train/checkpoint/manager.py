@@ -1,5 +1,10 @@
 """CheckpointManager: save, find, load and prune the step directories of one run.
 
+A checkpoint is saved only when its model and optimizer state are finite (one fused pass
+over their tensors, :func:`~.tensors.nonfinite`); the marker records ``"finite": true``,
+so "the last finite checkpoint" (:meth:`CheckpointManager.latest_finite`) is a lookup, and a
+NaN blow-up can never become the checkpoint a re-run resumes from.
+
 Saving is crash-safe: files are written into a temporary directory beside the final one,
 fsynced, the directory is renamed to ``step-NNNNNNNN``, and only then is the commit marker
 written (atomically, with :mod:`stoker.atomic`). "Latest" is the highest step with a valid
@@ -20,7 +25,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from stoker.atomic import atomic_write_bytes, fsync_dir
-from stoker.errors import CheckpointError, CheckpointSaveError
+from stoker.errors import CheckpointError, CheckpointSaveError, NonFiniteError
 from stoker.train.checkpoint.checksums import ALGORITHMS
 from stoker.train.checkpoint.codec import encode_state
 from stoker.train.checkpoint.layout import (
@@ -35,8 +40,13 @@ from stoker.train.checkpoint.layout import (
     is_committed,
     step_dir_name,
 )
-from stoker.train.checkpoint.load import load_checkpoint
-from stoker.train.checkpoint.tensors import write_bytes, write_safetensors
+from stoker.train.checkpoint.load import FINITE_KEYS, load_checkpoint
+from stoker.train.checkpoint.tensors import (
+    describe_nonfinite,
+    nonfinite,
+    write_bytes,
+    write_safetensors,
+)
 
 __all__ = ["CheckpointInfo", "CheckpointManager"]
 
@@ -120,6 +130,13 @@ class CheckpointManager:
         """Highest step with a valid commit marker; half-written checkpoints are invisible."""
         return find_latest(self.root)
 
+    def latest_finite(self) -> Path | None:
+        """Highest step whose marker says its model and optimizer state were finite."""
+        for _, p, marker in reversed(committed(self.root)):
+            if marker.get("finite") is True:
+                return p
+        return None
+
     def best(self) -> Path | None:
         """The best checkpoint by ``best_metric`` (None without a metric or values)."""
         ranked = self._ranked(self.infos())
@@ -133,9 +150,11 @@ class CheckpointManager:
         *,
         map_location: Any = "cpu",
         keys: Iterable[str] | None = None,
+        allow_nonfinite: bool = False,
     ) -> dict[str, Any]:
         """See :func:`~stoker.train.checkpoint.load.load_checkpoint`."""
-        return load_checkpoint(path, map_location=map_location, keys=keys)
+        return load_checkpoint(path, map_location=map_location, keys=keys,
+                               allow_nonfinite=allow_nonfinite)
 
     def load_latest(
         self, *, map_location: Any = "cpu", keys: Iterable[str] | None = None
@@ -164,6 +183,7 @@ class CheckpointManager:
 
         # Encode first: an unsupported value fails before anything touches the disk.
         state_bytes, sinks = encode_state(state)
+        self._check_finite(step, sinks)  # NaN/inf weights are never saved
 
         try:
             self.root.mkdir(parents=True, exist_ok=True)
@@ -201,6 +221,7 @@ class CheckpointManager:
                 "checksum": self.checksum,
                 "files": files,
                 "metrics": {k: _metric_json(v) for k, v in metrics.items()},
+                "finite": True,  # checked above: model and optimizer hold no NaN/inf
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             }
             self._write_marker(final, marker)
@@ -211,6 +232,23 @@ class CheckpointManager:
             raise self._save_error(step, exc, current) from exc
         self.prune()
         return final
+
+    def _check_finite(self, step: int, sinks: Iterable[Any]) -> None:
+        """Raise NonFiniteError naming the tensors when model/optimizer hold NaN or inf."""
+        for sink in sinks:
+            if sink.key not in FINITE_KEYS:
+                continue
+            bad = nonfinite(sink.tensors)
+            if bad:
+                last = self.latest_finite()
+                details = "; ".join(f"{sink.fname} tensor '{n}' ({describe_nonfinite(sink.tensors[n])})"
+                                    for n in bad)
+                keep = (f"The last finite checkpoint is {last}; resume from it with resume={last} "
+                        "after lowering optim.lr or enabling gradient clipping (trainer.clip)."
+                        if last is not None else "No finite checkpoint was saved before it.")
+                raise NonFiniteError(
+                    f"refusing to save checkpoint {step_dir_name(step)} in {self.root}: its "
+                    f"{sink.key} state is not finite: {details}. {keep}")
 
     def _write_marker(self, final: Path, marker: dict[str, Any]) -> None:
         data = json.dumps(marker, indent=1, allow_nan=False).encode()

@@ -1,0 +1,179 @@
+"""Deliberate breaks of stoker's guarantees, each with the tests that must catch it.
+
+``make mutate`` (:mod:`tools.mutate.run`) applies them one at a time to a scratch copy of
+``src/`` and runs only the named tests against it: every named test must fail, or the break
+is MISSED. A mutation is a list of edits; each edit replaces one exact snippet of one file
+(the snippet must occur exactly once, so a refactor that moves it shows up as an ERROR
+here instead of a silent pass). Keep snippets small and the reason one line.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Edit:
+    file: str  # relative to src/stoker
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    why: str  # the guarantee this breaks
+    edits: tuple[Edit, ...]
+    tests: tuple[str, ...] = field(default_factory=tuple)  # pytest node ids; each must fail
+
+
+CLI = "tests/train/test_train_cli.py"
+CKPT = "tests/train/test_checkpoint.py"
+
+MUTATIONS: list[Mutation] = [
+    Mutation(
+        "rng-not-restored",
+        "a resumed run continues the RNG streams (dropout masks) of the interrupted one",
+        (Edit("train/trainer.py",
+              'restore_rng_state(state["rng"])  # last: nothing after this may draw',
+              "pass  # MUTATION: RNG state not restored"),),
+        (f"{CLI}::test_stop_after_then_rerun_is_bitwise_equal",
+         f"{CLI}::test_kill_9_then_resume_is_bitwise_equal"),
+    ),
+    Mutation(
+        "subset-load-skips-checksums",
+        "loading only some keys (eval, generate) still verifies the files it reads",
+        (Edit("train/checkpoint/load.py",
+              '    marker = _require_marker(path)\n    algo = marker.get("checksum", "none")\n'
+              '    files: dict[str, Any] = marker["files"]',
+              '    marker = _require_marker(path)\n'
+              '    algo = marker.get("checksum", "none") if keys is None else "none"\n'
+              '    files: dict[str, Any] = marker["files"]'),),
+        (f"{CKPT}::test_corruption_is_caught_when_only_some_keys_are_loaded",),
+    ),
+    Mutation(
+        "numpy-arrays-pickled",
+        "checkpoints never pickle or unpickle (numpy arrays included)",
+        (Edit("train/checkpoint/codec.py",
+              "            arr = np.ascontiguousarray(obj)\n",
+              "            arr = np.ascontiguousarray(obj)\n"
+              "            import pickle\n"
+              '            return {"__ndarray__": {"pickle": base64.b64encode(pickle.dumps(arr))'
+              '.decode()}}\n'),
+         Edit("train/checkpoint/codec.py",
+              '        if tag == "__ndarray__":\n',
+              '        if tag == "__ndarray__" and "pickle" in val:\n'
+              "            import pickle\n"
+              '            return pickle.loads(base64.b64decode(val["pickle"]))\n'
+              '        if tag == "__ndarray__":\n')),
+        (f"{CKPT}::test_saving_and_loading_never_pickle",),
+    ),
+    Mutation(
+        "did-you-mean-least-similar",
+        '"Did you mean" names the closest candidate',
+        (Edit("config/targets.py",
+              "close = difflib.get_close_matches(word, sorted(choices), n=1, cutoff=0.6)",
+              "close = difflib.get_close_matches(word, sorted(choices), n=len(choices) or 1,"
+              " cutoff=0.6)[::-1]"),),
+        ("tests/config/test_did_you_mean.py::test_only_the_closest_candidate_is_suggested",
+         "tests/config/test_did_you_mean.py::test_cli_suggests_the_closest_of_several"),
+    ),
+    Mutation(
+        "cuda-rng-capture-initialises-cuda",
+        "capturing the RNG state of a CPU run never creates a CUDA context",
+        (Edit("train/rng.py",
+              "if torch.cuda.is_available() and torch.cuda.is_initialized():",
+              "if torch.cuda.is_available():"),),
+        ("tests/train/test_rng.py::test_capture_does_not_initialise_cuda",),
+    ),
+    Mutation(
+        "nan-loss-does-not-stop",
+        "a NaN loss stops the run at once, saving nothing at or after that step",
+        (Edit("train/callbacks.py",
+              "    request_stop(trainer, reason, failed=True)\n    return reason",
+              "    return None  # MUTATION: no stop"),),
+        ("tests/train/test_poisoned_checkpoints.py::"
+         "test_nan_loss_stops_and_names_the_last_finite_checkpoint",
+         "tests/train/test_callbacks.py::test_nan_guard_stops_without_saving_and_names_last_good"),
+    ),
+    Mutation(
+        "run-dir-lock-not-taken",
+        "one writer per run directory",
+        (Edit("train/trainer.py",
+              "plan = self._claim(plan)  # the run directory's lock, before reading or writing there",
+              "pass  # MUTATION: no lock"),),
+        ("tests/train/test_run_lock.py::test_two_trains_on_one_output_dir",),
+    ),
+    Mutation(
+        "flock-skipped",
+        "the run directory lock is an OS lock that a second process cannot take",
+        (Edit("train/run_lock.py",
+              "            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)\n",
+              "            pass  # MUTATION: no flock\n"),),
+        ("tests/train/test_run_lock.py::test_second_lock_is_refused_naming_the_owner",
+         "tests/train/test_run_lock.py::test_lock_dies_with_its_process"),
+    ),
+    Mutation(
+        "finite-check-skipped-on-save",
+        "a checkpoint is saved only when its model and optimizer state are finite",
+        (Edit("train/checkpoint/manager.py",
+              "        self._check_finite(step, sinks)  # NaN/inf weights are never saved\n", ""),),
+        (f"{CKPT}::test_non_finite_state_is_never_saved",),
+    ),
+    Mutation(
+        "finite-check-skipped-on-load",
+        "loading refuses NaN/inf weights, naming file and tensor",
+        (Edit("train/checkpoint/load.py",
+              "    if not allow_nonfinite:\n        _check_finite(path, tree, tensors)\n", ""),),
+        (f"{CKPT}::test_loading_refuses_non_finite_weights_naming_file_and_tensor",
+         "tests/train/test_poisoned_checkpoints.py::"
+         "test_eval_and_generate_refuse_a_poisoned_checkpoint"),
+    ),
+    Mutation(
+        "oc-env-resolved-in-saved-config",
+        "${oc.env:...} values never land resolved in config.yaml, state.json or artifacts",
+        (Edit("cli/train_cmd.py",
+              "resolved = to_record(cfg)",
+              "resolved = __import__('stoker.config.export', fromlist=['x'])"
+              ".to_container(cfg, resolve=True)"),),
+        ("tests/train/test_secrets_cli.py::test_env_secret_is_used_but_never_written",),
+    ),
+    Mutation(
+        "to-record-resolves-env",
+        "config.to_record keeps environment values unresolved",
+        (Edit("config/export.py",
+              "    marked, found = _mark_env(raw)\n",
+              "    marked, found = _mark_env(raw)\n    found = False  # MUTATION\n"),),
+        ("tests/config/test_secrets.py::test_record_keeps_environment_values_unresolved",),
+    ),
+    Mutation(
+        "trackers-get-secrets",
+        "trackers never receive the values of secret-looking keys",
+        (Edit("track/loggers.py",
+              "    shown = mask_tree(dict(config or {}))",
+              "    shown = dict(config or {})"),),
+        ("tests/track/test_masked_config.py::test_trackers_never_receive_secret_values",),
+    ),
+    Mutation(
+        "dryrun-shows-secrets",
+        "--dryrun tables mask secret-looking values",
+        (Edit("cli/front_door.py",
+              "for key, value in flatten(mask_tree(data))]",
+              "for key, value in flatten(data)]"),),
+        ("tests/train/test_secrets_cli.py::test_env_secret_is_used_but_never_written",),
+    ),
+    Mutation(
+        "untrusted-config-imports",
+        "validating an untrusted config imports nothing outside stoker, torch and --trust",
+        (Edit("config/validation.py",
+              "            check_trusted(target, self.trust)  # before importing anything\n", ""),),
+        ("tests/config/test_trust.py::test_untrusted_config_imports_nothing_outside_the_trust_list",),
+    ),
+    Mutation(
+        "untrusted-artifact-eval-imports",
+        "stoker eval art://... builds the registry's config untrusted",
+        (Edit("train/evaluate.py",
+              'allowed = tuple(trust) if str(path).startswith("art://") else None',
+              "allowed = None  # MUTATION"),),
+        ("tests/train/test_lineage.py::test_eval_of_a_model_artifact_imports_only_trusted_modules",),
+    ),
+]
