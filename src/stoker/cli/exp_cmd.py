@@ -64,8 +64,10 @@ def launch_train(cfg: Any, source: str, executor: Any, *, name: str | None, deta
                  to_toml: str | None = None, to_json: str | None = None) -> int:
     """``stoker train SOURCE ... executor=X``: one ``train`` task, launched or dry-run."""
     from stoker.cli.front_door import run_front_door
-    from stoker.train.recipe import TrainRecipe
+    from stoker.train.recipe import recipe_schema
+    from stoker.train.recipe_config import recipe_problems
 
+    TrainRecipe = recipe_schema()  # noqa: N806 - with the user's registered kinds
     title = f"stoker train {source}"
     if to_yaml or to_toml or to_json:  # an export never launches
         run_front_door(cfg, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json, title=title,
@@ -78,7 +80,7 @@ def launch_train(cfg: Any, source: str, executor: Any, *, name: str | None, deta
     # terminal, and the job itself: submitting does not pay for importing torch.
     exp.add_train(cfg, name="train", check_targets=False)
     return _launch(exp, lambda: run_front_door(cfg, dryrun=dryrun, yes=yes, title=title,
-                                               schema=TrainRecipe),
+                                               schema=TrainRecipe, check=recipe_problems),
                    detach=detach, dryrun=dryrun, yes=yes)
 
 

@@ -12,6 +12,9 @@ from typing import Any, Optional
 import typer
 
 DEMO_DIR = "outputs/gpt-char-demo"
+IMPORT_HELP = ("Import this module before the config is validated (your models, datasets, "
+               "losses, callbacks); repeatable. Like the config's `imports:` list.")
+IMPORT_OPTION = typer.Option(None, "--import", help=IMPORT_HELP)
 
 
 def register(app: typer.Typer) -> None:
@@ -47,37 +50,56 @@ def train(
                                 "(executor=detached unless another executor is named)."),
     name: Optional[str] = typer.Option(None, "--name", help="Label of the launch in "
                                        "`stoker exp list` (with an executor)."),
+    imports: Optional[list[str]] = IMPORT_OPTION,
 ) -> int:
     from stoker.cli.exp_cmd import split_launch
     from stoker.cli.front_door import enable_artifact_references, run_front_door
-    from stoker.config import compose
-    from stoker.train.recipe import TrainRecipe
+    from stoker.train.recipe import recipe_schema
+    from stoker.train.recipe_config import recipe_problems
 
     enable_artifact_references()
     overrides, executor = split_launch(overrides or (), detach=detach, name=name)
-    cfg = compose(source, list(overrides or ()), schema=TrainRecipe)
+    cfg = compose_train_config(source, list(overrides or ()), imports or ())
     if executor is not None:
         from stoker.cli.exp_cmd import launch_train
 
         return launch_train(cfg, source, executor, name=name, detach=detach, dryrun=dryrun,
                             to_yaml=to_yaml, to_toml=to_toml, to_json=to_json, yes=yes)
     go = run_front_door(cfg, dryrun=dryrun, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json,
-                        yes=yes, title=f"stoker train {source}", schema=TrainRecipe)
+                        yes=yes, title=f"stoker train {source}", schema=recipe_schema(),
+                        check=recipe_problems)
     if not go:
         return 0
     run_training(cfg, argv=["stoker", "train", source, *(overrides or [])])
     return 0
 
 
+def compose_train_config(source: str, overrides: list[str], imports: Any = ()) -> Any:
+    """A training config composed after loading the user's code; ``--import`` modules are
+    added to its ``imports:`` so the run's config.yaml, its checkpoints and a launched job
+    load them too."""
+    from stoker.train.recipe_config import compose_recipe
+
+    cfg = compose_recipe(source, overrides, imports=list(imports or ()))
+    if imports:
+        from omegaconf import OmegaConf
+
+        have = list(OmegaConf.to_container(cfg.imports, resolve=True)) \
+            if cfg.get("imports") is not None else []
+        OmegaConf.update(cfg, "imports", [*have, *(m for m in imports if m not in have)],
+                         force_add=True)
+    return cfg
+
+
 def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     """Train a composed config with a progress display; print the outcome. Returns FitResult."""
     from stoker.cli.train_progress import ProgressCallback, console_logging
-    from stoker.config import to_container, to_typed
+    from stoker.config import to_container
     from stoker.train.publish import PublishModel
-    from stoker.train.recipe import TrainRecipe
+    from stoker.train.recipe_config import typed_recipe
     from stoker.train.trainer import Trainer
 
-    recipe = to_typed(cfg, TrainRecipe)
+    recipe = typed_recipe(cfg)
     resolved = to_container(cfg, resolve=True)
     progress = ProgressCallback(quiet=quiet)
     publish = PublishModel()  # the trained model goes to the registry at the end of the run
@@ -120,10 +142,12 @@ def eval_cmd(
     split: Optional[str] = typer.Option(None, "--split", help="Split to evaluate (default: the "
                                         "recipe's eval split)."),
     batches: Optional[int] = typer.Option(None, "--batches", help="Limit the number of batches."),
+    imports: Optional[list[str]] = IMPORT_OPTION,
 ) -> int:
     from stoker.train.evaluate import evaluate_checkpoint
 
-    metrics, ckpt = evaluate_checkpoint(path, split=split, max_batches=batches)
+    metrics, ckpt = evaluate_checkpoint(path, split=split, max_batches=batches,
+                                        imports=imports or ())
     typer.echo(f"checkpoint: {ckpt}")
     for k, v in metrics.items():
         typer.echo(f"{k}: {v:.6g}")
@@ -140,10 +164,11 @@ def generate_text(
     top_k: Optional[int] = typer.Option(None, "--top-k"),
     top_p: Optional[float] = typer.Option(None, "--top-p"),
     seed: int = typer.Option(0, "--seed"),
+    imports: Optional[list[str]] = IMPORT_OPTION,
 ) -> int:
     from stoker.train.loading import load_trained
 
-    trained = load_trained(checkpoint)
+    trained = load_trained(checkpoint, imports=imports or ())
     text = trained.sample(prompt, max_new_tokens=max_new_tokens, temperature=temperature,
                           top_k=top_k, top_p=top_p, seed=seed)
     typer.echo(text)
@@ -155,7 +180,6 @@ def demo(
     output_dir: str = typer.Option(DEMO_DIR, "--output-dir", help="Run directory of the demo."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override the length."),
 ) -> int:
-    from stoker.config import compose
     from stoker.data.corpus import ensure_default_dataset
     from stoker.train.loading import load_trained
 
@@ -169,10 +193,9 @@ def demo(
     if max_steps is not None:
         overrides.append(f"trainer.max_steps={max_steps}")
     from stoker.cli.front_door import enable_artifact_references
-    from stoker.train.recipe import TrainRecipe
 
     enable_artifact_references()
-    cfg = compose("gpt-char", overrides, schema=TrainRecipe)
+    cfg = compose_train_config("gpt-char", overrides)
     result = run_training(cfg, argv=["stoker", "demo", *sys.argv[2:]])
     typer.echo("3/3 sampling from the trained model (prompt: 'def '):")
     trained = load_trained(str(result.run_dir))

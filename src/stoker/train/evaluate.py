@@ -6,12 +6,13 @@ equals the result of one process over the whole split.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
+from stoker.models.outputs import as_preds
 from stoker.train.distributed import DistEnv, all_reduce_sum
 from stoker.train.keys import get_by_key
 
@@ -46,6 +47,7 @@ def evaluate(
     autocast: Callable[[], Any] | None = None,
     max_batches: int | None = None,
     prefix: str = "eval/",
+    outputs: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Mean loss (weighted by samples) and every metric over ``loader``, on all ranks."""
     was_training = model.training
@@ -61,9 +63,9 @@ def evaluate(
             ctx_cm = autocast() if autocast is not None else None
             if ctx_cm is not None:
                 with ctx_cm:
-                    preds = model(**model_inputs(batch, inputs))
+                    preds = as_preds(model(**model_inputs(batch, inputs)), outputs)
             else:
-                preds = model(**model_inputs(batch, inputs))
+                preds = as_preds(model(**model_inputs(batch, inputs)), outputs)
             context = {"batch": batch, "preds": preds}
             n = _batch_len(batch)
             total = 0.0
@@ -103,27 +105,38 @@ def _batch_len(batch: Any) -> int:
 
 
 def evaluate_checkpoint(
-    path: str, *, split: str | None = None, max_batches: int | None = None
+    path: str, *, split: str | None = None, max_batches: int | None = None,
+    imports: Sequence[str] = (),
 ) -> tuple[dict[str, float], Any]:
-    """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU."""
+    """``stoker eval``: rebuild the run's model and data, evaluate one split on CPU.
+
+    ``split`` names the split of a built-in kind; for a ``_target_`` dataset it is passed
+    as the eval dataset's ``split`` argument."""
     from stoker.config import build
     from stoker.train.data_setup import build_data, eval_loader
     from stoker.train.distributed import DistEnv
     from stoker.train.loading import load_trained
+    from stoker.train.recipe import TargetDataConfig
 
-    trained = load_trained(path)
+    trained = load_trained(path, imports=imports)
     recipe = trained.recipe
-    data_cfg = recipe.data.model_copy(update={"eval_split": split}) if split else recipe.data
+    data_cfg = recipe.data
+    if split and isinstance(data_cfg, TargetDataConfig):
+        data_cfg = data_cfg.model_copy(update={"eval": {**(data_cfg.eval or {}), "split": split}})
+    elif split:
+        data_cfg = data_cfg.model_copy(update={"eval_split": split})
+    label = split or data_cfg.eval_split or "eval"
     data = build_data(data_cfg, recipe.model, seed=recipe.seed)
     if data.eval is None:
         from stoker.errors import DataError
 
-        raise DataError(f"split '{data_cfg.eval_split}' has no complete window to evaluate")
+        raise DataError(f"split '{label}' has nothing to evaluate (no complete window, or "
+                        "data.eval is null)")
     loader = eval_loader(data.eval, batch_size=data_cfg.eval_batch_size or data_cfg.batch_size,
-                         rank=0, world_size=1, num_workers=0)
+                         rank=0, world_size=1, num_workers=0, collate=data.collate)
     losses = {k: build(v) for k, v in recipe.losses.items()}
     metrics = {k: build(v) for k, v in recipe.metrics.items()}
     out = evaluate(trained.model, loader, inputs=recipe.model_inputs, losses=losses,
                    metrics=metrics, env=DistEnv(), max_batches=max_batches,
-                   prefix=f"{data_cfg.eval_split}/")
+                   prefix=f"{label}/", outputs=recipe.model_outputs)
     return out, trained.checkpoint

@@ -6,6 +6,7 @@ the tokenizer turns ids back into text.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,15 +27,22 @@ class TrainedModel:
     def sample(self, prompt: str, *, max_new_tokens: int = 200, temperature: float = 0.8,
                top_k: int | None = None, top_p: float | None = None, seed: int | None = 0) -> str:
         from stoker.errors import UserError
-        from stoker.infer.generate import sample_text
+        from stoker.infer.generate import check_lm_contract, sample_text
 
         if self.tokenizer is None:
             raise UserError(
-                f"{self.checkpoint} is not a language model checkpoint (model.architecture="
-                f"{self.recipe.model.architecture}); text generation needs gpt or rnn"
+                f"{self.checkpoint} is not a language model checkpoint (model: "
+                f"{_model_name(self.recipe.model)}, trained without a tokenizer); text "
+                "generation needs a model trained on token data"
             )
+        check_lm_contract(self.model, vocab_size=getattr(self.tokenizer, "vocab_size", None))
         return sample_text(self.model, self.tokenizer, prompt, max_new_tokens,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+
+def _model_name(cfg: Any) -> str:
+    arch = getattr(cfg, "architecture", None)
+    return f"architecture={arch}" if arch else f"_target_={getattr(cfg, 'target_', '?')}"
 
 
 def _from_artifact(uri: str) -> Path:
@@ -53,10 +61,12 @@ def find_checkpoint(path: str) -> Path:
     return resolve_checkpoint(p)
 
 
-def _recipe_from_config(config: dict[str, Any]) -> Any:
-    from stoker.train.recipe import TrainRecipe
+def _recipe_from_config(config: dict[str, Any], imports: Sequence[str] = ()) -> Any:
+    """The run's typed recipe, after importing the user's code its ``imports:`` name."""
+    from stoker.train.recipe_config import load_recipe_code, typed_recipe
 
-    return TrainRecipe.model_validate(config)
+    load_recipe_code(config, imports)
+    return typed_recipe(config)
 
 
 def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:
@@ -73,7 +83,10 @@ def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:
     return None
 
 
-def load_trained(path: str, *, device: str = "cpu") -> TrainedModel:
+def load_trained(path: str, *, device: str = "cpu", imports: Sequence[str] = ()
+                 ) -> TrainedModel:
+    """Rebuild a checkpoint's model from its own config (``imports`` are extra modules to
+    load besides the ones its ``imports:`` names) and load the weights."""
     import torch
 
     from stoker.models import build_model
@@ -84,10 +97,11 @@ def load_trained(path: str, *, device: str = "cpu") -> TrainedModel:
     config = state.get("config")
     if not isinstance(config, dict):
         raise CheckpointError(f"{ckpt} holds no config; it was not written by `stoker train`")
-    recipe = _recipe_from_config(config)
+    recipe = _recipe_from_config(config, imports)
     vocab = None
     weights = state["model"]
-    if getattr(recipe.model, "vocab_size", "absent") is None:
+    model_args = getattr(recipe.model, "model_extra", None) or {}
+    if getattr(recipe.model, "vocab_size", model_args.get("vocab_size", "absent")) is None:
         for key in ("tok_emb.weight", "lm_head.weight"):
             if key in weights:
                 vocab = int(weights[key].shape[0])
@@ -99,5 +113,6 @@ def load_trained(path: str, *, device: str = "cpu") -> TrainedModel:
                               + "\n  ".join(problems[:20]))
     model.load_state_dict(weights)
     model.to(torch.device(device)).eval()
-    tok = _tokenizer_near(ckpt, recipe) if recipe.model.architecture != "cnn" else None
+    tok = _tokenizer_near(ckpt, recipe) if getattr(recipe.model, "architecture", None) \
+        != "cnn" else None
     return TrainedModel(model, recipe, config, ckpt, tok)
