@@ -10,7 +10,7 @@ The training order of a map-style dataset is owned by a
 slice per rank); the trainer counts the micro-batches it consumed in the epoch, so a
 resumed run rebuilds the epoch's permutation and skips exactly what was already seen. An
 iterable dataset keeps its own position: it is saved with ``state_dict()`` in every
-checkpoint and restored with ``load_state_dict()`` (the resume contract, docs/DATA.md).
+checkpoint and restored with ``load_state_dict()`` (the resume contract in README.md, "Bring your own code").
 Loaders get a private ``torch.Generator``: creating one must not draw from the global RNG,
 or an extra evaluation would change the training stream.
 """
@@ -310,7 +310,8 @@ def check_iterable_data(dataset: Any, recipe: Any) -> None:
                 "data", f"{name} is an iterable dataset without state_dict()/"
                 "load_state_dict(), so a resumed run could not continue where this one "
                 "stopped (resume is on: resume=" + recipe.resume + "); add the two methods "
-                "(the resume contract in docs/DATA.md), use a map-style dataset "
+                "(the resume contract in README.md, Bring your own code), use a map-style "
+                "dataset "
                 "(__getitem__ + __len__), or set resume=never"))
         elif recipe.data.num_workers:
             problems.append(ConfigProblem(
