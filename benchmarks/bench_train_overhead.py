@@ -40,16 +40,17 @@ def make_data(root: Path) -> Path:
 
 
 def stoker_steps(data: Path, out: Path, overrides: list[str], steps: int) -> list[float]:
-    from stoker.config import compose, to_container, to_typed
-    from stoker.train.recipe import TrainRecipe
+    from stoker.config import compose, to_container
+    from stoker.train.recipe import recipe_schema
+    from stoker.train.recipe_config import typed_recipe
     from stoker.train.trainer import Trainer
 
     cfg = compose("gpt-char", [
         f"data.path={data}", f"output_dir={out}", f"trainer.max_steps={steps}",
         "trainer.eval_every=null", "checkpoint.every_steps=null", "loggers=[jsonl]",
         "~callbacks", "register_artifact=false", "trainer.log_every=1",
-        "trainer.eval_batches=1", *overrides], schema=TrainRecipe)
-    recipe = to_typed(cfg, TrainRecipe)
+        "trainer.eval_batches=1", *overrides], schema=recipe_schema())
+    recipe = typed_recipe(cfg)
     times: list[float] = []
 
     from stoker.train.callbacks import Callback
