@@ -89,14 +89,19 @@ def _safe_metrics(out: Path) -> list[dict]:
 
 
 def test_published_with_lineage_to_its_data(stoker_cmd, tmp_path: Path) -> None:
+    # a copy: publishing leaves the registry's sidecar in data/, not in the source tree
+    import shutil
+
+    proj = tmp_path / "my_project"
+    shutil.copytree(EXAMPLE, proj, ignore=shutil.ignore_patterns("outputs", "__pycache__"))
     env = _env()
-    env["PYTHONPATH"] = os.pathsep.join([str(EXAMPLE), env["PYTHONPATH"]])
+    env["PYTHONPATH"] = os.pathsep.join([str(proj), env["PYTHONPATH"]])
     pub = subprocess.run([str(Path(os.sys.executable)), "-m", "my_project.publish"],
-                         cwd=EXAMPLE, env=env, capture_output=True, text=True, check=True)
+                         cwd=proj, env=env, capture_output=True, text=True, check=True)
     assert pub.stdout.strip() == "art://penguins-csv:v1"
     run_cli(stoker_cmd, "train", "conf/config.yaml", "trainer.max_steps=5", "model=linear",
             "data.path=${art:penguins-csv,path}/penguins.csv", f"output_dir={tmp_path / 'r'}",
-            "--yes", cwd=EXAMPLE, env=env, check=True)
+            "--yes", cwd=proj, env=env, check=True)
     tree = run_cli(stoker_cmd, "artifacts", "lineage", "art://penguins:latest", env=env,
                    check=True).stdout
     assert "art://penguins:v1  ModelArtifact" in tree and "art://penguins-csv:v1  TableArtifact" in tree
