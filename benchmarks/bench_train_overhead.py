@@ -50,8 +50,9 @@ def stoker_steps(data: Path, out: Path, overrides: list[str], steps: int, *,
                  bare: bool = False) -> list[float]:
     """Step times of stoker's Trainer: the recipe's default callbacks and loggers (what a
     user gets), or with ``bare`` none of its callbacks and metrics.jsonl only."""
-    from stoker.config import compose, to_container, to_typed
-    from stoker.train.recipe import TrainRecipe
+    from stoker.config import compose
+    from stoker.train.recipe import recipe_schema
+    from stoker.train.recipe_config import typed_recipe
     from stoker.train.trainer import Trainer
 
     strip = ["~callbacks", "loggers=[jsonl]"] if bare else []
@@ -59,8 +60,8 @@ def stoker_steps(data: Path, out: Path, overrides: list[str], steps: int, *,
         f"data.path={data}", f"output_dir={out}", f"trainer.max_steps={steps}",
         "trainer.eval_every=null", "checkpoint.every_steps=null", *strip,
         "register_artifact=false", "trainer.log_every=1",
-        "trainer.eval_batches=1", *overrides], schema=TrainRecipe)
-    recipe = to_typed(cfg, TrainRecipe)
+        "trainer.eval_batches=1", *overrides], schema=recipe_schema())
+    recipe = typed_recipe(cfg)
     times: list[float] = []
 
     from stoker.train.callbacks import Callback

@@ -13,12 +13,25 @@ SOURCE_HELP = "A built-in recipe name, a YAML/TOML/JSON file, a .py file or modu
 OVERRIDES_HELP = "Overrides: a.b=1, +new=1, ++a=1, ~a.b, key=@file.yaml[:section], group=option."
 
 
-def _compose(source: str, overrides: list[str] | None, config: Optional[str] = None):
+IMPORT_HELP = ("Import this module first (your models, datasets, ...); repeatable. Like the "
+               "config's `imports:` list.")
+
+
+def _compose(source: str, overrides: list[str] | None, imports: list[str] | None = None):
+    """Compose the config after loading the user's code it names (``imports:``, --import)."""
     from stoker.cli.front_door import enable_artifact_references
     from stoker.config.composing import compose
+    from stoker.config.plugins import load_user_code
 
     enable_artifact_references()
-    return compose(config or source, list(overrides or []))
+    cfg = compose(source, list(overrides or []))
+    imported = cfg.get("imports") if hasattr(cfg, "get") else None
+    if imported is not None and not isinstance(imported, (str, list)):
+        from omegaconf import OmegaConf
+
+        imported = OmegaConf.to_container(imported, resolve=True)
+    load_user_code(imported, extra=list(imports or []))
+    return cfg
 
 
 def register(app: typer.Typer) -> None:
@@ -49,6 +62,7 @@ def register(app: typer.Typer) -> None:
         overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
         fmt: str = typer.Option("yaml", "--format", "-f", help="yaml, toml, json or table."),
         raw: bool = typer.Option(False, "--raw", help="Keep ${...} interpolations unresolved."),
+        imports: Optional[List[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
     ) -> None:
         """Print the composed config (interpolations resolved unless --raw)."""
         import sys
@@ -58,7 +72,7 @@ def register(app: typer.Typer) -> None:
         from stoker.config.export import dumps, to_container
         from stoker.config.validation import check
 
-        cfg = _compose(source, overrides)
+        cfg = _compose(source, overrides, imports)
         if fmt == "table":
             from stoker.cli.front_door import print_table
 
@@ -81,16 +95,26 @@ def register(app: typer.Typer) -> None:
     def validate_cmd(
         source: str = typer.Argument(..., help=SOURCE_HELP),
         overrides: Optional[List[str]] = typer.Argument(None, help=OVERRIDES_HELP),
+        imports: Optional[List[str]] = typer.Option(None, "--import", help=IMPORT_HELP),
     ) -> None:
-        """Check the config without running anything (targets, argument names, types, ???)."""
+        """Check the config without running anything (targets, argument names, types, ???);
+        a training recipe (model, data, trainer) is also checked against the recipe schema."""
         import sys
 
         from stoker.cli.front_door import flatten
         from stoker.config.export import to_container
         from stoker.config.validation import validate
 
-        cfg = _compose(source, overrides)
-        validate(cfg)
+        cfg = _compose(source, overrides, imports)
+        if all(k in cfg for k in ("model", "data", "trainer")):  # a training recipe: its schema
+            from stoker.errors import ConfigError
+            from stoker.train.recipe_config import recipe_problems
+
+            problems, _ = recipe_problems(cfg)
+            if problems:
+                raise ConfigError(problems=problems)
+        else:
+            validate(cfg)
         data = to_container(cfg, resolve=True)
         rows = flatten(data)
         n_targets = sum(1 for k, _ in rows if k.endswith("_target_"))

@@ -66,8 +66,10 @@ def launch_train(cfg: Any, source: str, executor: Any, *, name: str | None, deta
                  to_toml: str | None = None, to_json: str | None = None) -> int:
     """``stoker train SOURCE ... executor=X``: one ``train`` task, launched or dry-run."""
     from stoker.cli.front_door import run_front_door
-    from stoker.train.recipe import TrainRecipe
+    from stoker.train.recipe import recipe_schema
+    from stoker.train.recipe_config import recipe_problems
 
+    TrainRecipe = recipe_schema()  # noqa: N806 - with the user's registered kinds
     title = f"stoker train {source}"
     if to_yaml or to_toml or to_json:  # an export never launches
         run_front_door(cfg, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json, title=title,
@@ -80,7 +82,7 @@ def launch_train(cfg: Any, source: str, executor: Any, *, name: str | None, deta
     # terminal, and the job itself: submitting does not pay for importing torch.
     exp.add_train(cfg, name="train", check_targets=False)
     return _launch(exp, lambda: run_front_door(cfg, dryrun=dryrun, yes=yes, title=title,
-                                               schema=TrainRecipe),
+                                               schema=TrainRecipe, check=recipe_problems),
                    detach=detach, dryrun=dryrun, yes=yes)
 
 
@@ -100,7 +102,8 @@ def launch_entrypoint(fn: Callable[..., Any], cfg: Any, schema: Any, executor: A
 
 def launch_sweep(kind: str, target: Any, overrides: Sequence[str], executor: Any, *,
                  name: str | None, detach: bool, dryrun: bool, yes: bool,
-                 parallel: int | None, config: str | None = None, title: str) -> int:
+                 parallel: int | None, config: str | None = None, title: str,
+                 imports: Sequence[str] = ()) -> int:
     """``-m``: one task per point of the sweep in ``overrides`` (``kind`` "train": ``target``
     is the recipe; "entrypoint": the function), launched with ``executor`` (default local:
     child processes, one point at a time unless ``--parallel N``)."""
@@ -111,7 +114,7 @@ def launch_sweep(kind: str, target: Any, overrides: Sequence[str], executor: Any
     if kind == "train":
         # Every point is checked in full, _target_ nodes too (that imports torch), before
         # anything is submitted: a bad value would otherwise fail after other points ran.
-        exp.add_train_sweep(target, overrides, check_targets=True)
+        exp.add_train_sweep(target, overrides, check_targets=True, imports=imports)
     else:
         exp.add_entrypoint_sweep(target, overrides, config=config)
     if parallel is None and exp.executor.kind in HOST_KINDS:

@@ -103,19 +103,24 @@ def export(cfg: Any, to_yaml: str | Path | None, to_toml: str | Path | None,
 
 def run_front_door(cfg: Any, *, dryrun: bool = False, to_yaml: str | Path | None = None,
                    to_toml: str | Path | None = None, to_json: str | Path | None = None,
-                   yes: bool = False, title: str = "config", schema: Any = None) -> bool:
+                   yes: bool = False, title: str = "config", schema: Any = None,
+                   check: Any = None) -> bool:
     """Validate ``cfg`` (raising ConfigError with every problem), then:
 
     * ``--to-*``: write the config (re-loadable with ``-c``), say so, return False;
     * ``--dryrun``: print the resolved arguments as a table, return False;
     * otherwise ask "Run?" only when stdin is a TTY and ``yes`` is False; return True to go on.
+
+    ``check(cfg) -> (problems, resolved)`` replaces the plain schema check (``stoker
+    train`` adds its checks of the model and data sections).
     """
     from stoker.config._gc import paused
     from stoker.config.validation import check_resolved
     from stoker.errors import ConfigError
 
     with paused():  # config work only: see stoker.config._gc
-        problems, resolved = check_resolved(cfg, schema)  # validation resolves every value once
+        # validation resolves every value once
+        problems, resolved = check(cfg) if check is not None else check_resolved(cfg, schema)
         if problems:
             raise ConfigError(problems=problems)
         written = export(cfg, to_yaml, to_toml, to_json)

@@ -16,6 +16,8 @@ import typer
 _MODEL_HELP = "A .stoker archive, a run directory, a checkpoint step directory or art://NAME."
 _ALLOW_NONFINITE_HELP = ("Load weights that hold NaN/inf (debugging only; such checkpoints "
                         "are refused by default).")
+_IMPORT_HELP = ("Import this module first (the code of your own model or dataset); "
+                "repeatable. A run's own `imports:` are loaded anyway.")
 _TRUST_HELP = ("Allow an archive's config to name code in this module (repeatable); "
                "without it only stoker's own code is allowed.")
 
@@ -38,11 +40,13 @@ def eval_cmd(
     batches: Optional[int] = typer.Option(None, "--batches", help="Limit the number of batches."),
     trust: Optional[list[str]] = typer.Option(None, "--trust", help=_TRUST_HELP),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help=_ALLOW_NONFINITE_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=_IMPORT_HELP),
 ) -> int:
     from stoker.package.source import open_model
     from stoker.train.evaluate import evaluate_model
 
-    restored = open_model(path, trust=tuple(trust or ()), allow_nonfinite=allow_nonfinite)
+    restored = open_model(path, trust=tuple(trust or ()), allow_nonfinite=allow_nonfinite,
+                          imports=tuple(imports or ()))
     metrics = evaluate_model(restored.model, restored.config.get("eval") or {}, split=split,
                              max_batches=batches)
     eval_cfg = restored.config.get("eval") or {}
@@ -127,6 +131,7 @@ def generate_text(
                                       "for several samples when stdout is not a terminal."),
     trust: Optional[list[str]] = typer.Option(None, "--trust", help=_TRUST_HELP),
     allow_nonfinite: bool = typer.Option(False, "--allow-nonfinite", help=_ALLOW_NONFINITE_HELP),
+    imports: Optional[list[str]] = typer.Option(None, "--import", help=_IMPORT_HELP),
 ) -> int:
     from stoker.errors import Interrupted, UserError
 
@@ -145,8 +150,13 @@ def generate_text(
     from stoker.infer.text import TextStream
     from stoker.package.source import open_model
 
-    restored = open_model(checkpoint, trust=tuple(trust or ()), allow_nonfinite=allow_nonfinite)
-    ts = TextStream(restored.model, restored.require_tokenizer(), prompts, max_new_tokens=max_new_tokens,
+    restored = open_model(checkpoint, trust=tuple(trust or ()), allow_nonfinite=allow_nonfinite,
+                          imports=tuple(imports or ()))
+    from stoker.infer.generate import check_lm_contract
+
+    tokenizer = restored.require_tokenizer()
+    check_lm_contract(restored.model, vocab_size=getattr(tokenizer, "vocab_size", None))
+    ts = TextStream(restored.model, tokenizer, prompts, max_new_tokens=max_new_tokens,
                     temperature=temperature, top_k=top_k, top_p=top_p, seed=seed,
                     num_samples=num_samples, stop=tuple(stop or ()),
                     stop_at_eos=not ignore_eos)

@@ -36,11 +36,11 @@ def open_repl(namespace: dict[str, Any], title: str, notes: list[str] = ()) -> i
 
 def train_repl(cfg: Any, title: str) -> int:
     """The REPL of ``stoker train ... --repl`` (see the module docstring)."""
-    from stoker.config import to_container, to_typed
+    from stoker.config import to_container
     from stoker.errors import StokerError
-    from stoker.train.recipe import TrainRecipe
+    from stoker.train.recipe_config import typed_recipe
 
-    recipe = to_typed(cfg, TrainRecipe)
+    recipe = typed_recipe(cfg)
     ns: dict[str, Any] = {"cfg": cfg, "config": to_container(cfg, resolve=True),
                           "recipe": recipe}
     notes = []

@@ -13,6 +13,9 @@ from typing import Any, Optional
 import typer
 
 DEMO_DIR = "outputs/gpt-char-demo"
+IMPORT_HELP = ("Import this module before the config is validated (your models, datasets, "
+               "losses, callbacks); repeatable. Like the config's `imports:` list.")
+IMPORT_OPTION = typer.Option(None, "--import", help=IMPORT_HELP)
 
 
 def register(app: typer.Typer) -> None:
@@ -54,12 +57,13 @@ def train(
     repl: bool = typer.Option(False, "--repl", help="Open a Python session holding the "
                               "resolved config, the typed recipe, data, model and optimizer "
                               "instead of training."),
+    imports: Optional[list[str]] = IMPORT_OPTION,
 ) -> int:
     from stoker.cli.exp_cmd import split_launch
     from stoker.cli.front_door import enable_artifact_references, run_front_door
-    from stoker.config import compose
     from stoker.errors import UserError
-    from stoker.train.recipe import TrainRecipe
+    from stoker.train.recipe import recipe_schema
+    from stoker.train.recipe_config import recipe_problems
 
     enable_artifact_references()
     overrides, executor = split_launch(overrides or (), detach=detach, name=name,
@@ -72,15 +76,16 @@ def train(
 
         return launch_sweep("train", source, list(overrides), executor, name=name,
                             detach=detach, dryrun=dryrun, yes=yes, parallel=parallel,
-                            title=f"{Path(source).stem}-sweep")
+                            title=f"{Path(source).stem}-sweep", imports=imports or ())
     if parallel is not None:
         raise UserError("--parallel N sets how many points of a sweep run at once; add -m "
                         "and a sweep override (optim.lr=1e-3,3e-3)")
-    cfg = compose(source, list(overrides or ()), schema=TrainRecipe)
+    cfg = compose_train_config(source, list(overrides or ()), imports or ())
     if repl:
         from stoker.cli.repl import train_repl
 
-        run_front_door(cfg, yes=True, title=f"stoker train {source}", schema=TrainRecipe)
+        run_front_door(cfg, yes=True, title=f"stoker train {source}", schema=recipe_schema(),
+                       check=recipe_problems)
         return train_repl(cfg, f"stoker train {source}")
     if executor is not None:
         from stoker.cli.exp_cmd import launch_train
@@ -88,22 +93,31 @@ def train(
         return launch_train(cfg, source, executor, name=name, detach=detach, dryrun=dryrun,
                             to_yaml=to_yaml, to_toml=to_toml, to_json=to_json, yes=yes)
     go = run_front_door(cfg, dryrun=dryrun, to_yaml=to_yaml, to_toml=to_toml, to_json=to_json,
-                        yes=yes, title=f"stoker train {source}", schema=TrainRecipe)
+                        yes=yes, title=f"stoker train {source}", schema=recipe_schema(),
+                        check=recipe_problems)
     if not go:
         return 0
     run_training(cfg, argv=["stoker", "train", source, *(overrides or [])])
     return 0
 
 
+def compose_train_config(source: str, overrides: list[str], imports: Any = ()) -> Any:
+    """A training config composed after loading the user's code (``--import`` modules are
+    recorded in its ``imports:``)."""
+    from stoker.train.recipe_config import compose_recipe
+
+    return compose_recipe(source, overrides, imports=list(imports or ()))
+
+
 def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     """Train a composed config with a progress display; print the outcome. Returns FitResult."""
     from stoker.cli.train_progress import ProgressCallback, console_logging
-    from stoker.config import to_record, to_typed
+    from stoker.config import to_record
     from stoker.train.publish import PublishModel
-    from stoker.train.recipe import TrainRecipe
+    from stoker.train.recipe_config import typed_recipe
     from stoker.train.trainer import Trainer
 
-    recipe = to_typed(cfg, TrainRecipe)
+    recipe = typed_recipe(cfg)
     resolved = to_record(cfg)  # what the run records: ${oc.env:...} values stay unresolved
     progress = ProgressCallback(quiet=quiet)
     publish = PublishModel()  # the trained model goes to the registry at the end of the run
@@ -146,7 +160,6 @@ def demo(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Override the length."),
 ) -> int:
     from stoker.atomic import check_dir_path
-    from stoker.config import compose
     from stoker.data.corpus import ensure_default_dataset
     from stoker.train.loading import load_trained
 
@@ -161,10 +174,9 @@ def demo(
     if max_steps is not None:
         overrides.append(f"trainer.max_steps={max_steps}")
     from stoker.cli.front_door import enable_artifact_references
-    from stoker.train.recipe import TrainRecipe
 
     enable_artifact_references()
-    cfg = compose("gpt-char", overrides, schema=TrainRecipe)
+    cfg = compose_train_config("gpt-char", overrides)
     result = run_training(cfg, argv=["stoker", "demo", *sys.argv[2:]])
     typer.echo("3/3 sampling from the trained model (prompt: 'def '):")
     trained = load_trained(str(result.run_dir))

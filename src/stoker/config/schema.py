@@ -174,6 +174,19 @@ def default_tree(schema: Any) -> dict[str, Any]:
     return out
 
 
+NODE_KEYS_ATTR = "__stoker_node_keys__"
+
+
+def node_keys(tp: Any) -> frozenset[str]:
+    """Keys of a ``_target_`` node that its owner reads, not the target.
+
+    A schema class describing such a node (a dataset node whose ``batch_size`` goes to the
+    loader) lists them in ``__stoker_node_keys__``; validation checks those keys against the
+    schema and the others against the target's signature."""
+    keys = getattr(strip_annotated(tp), NODE_KEYS_ATTR, None)
+    return frozenset(keys) if keys else frozenset()
+
+
 def literal_values(tp: Any) -> tuple[Any, ...] | None:
     tp = strip_annotated(tp)
     if typing.get_origin(tp) is Literal:

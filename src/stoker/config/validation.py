@@ -187,6 +187,8 @@ class _Checker:
         self.problems: list[ConfigProblem] = []
         self.ref_paths = ref_paths or set()
         self.trust = None if trust is None else tuple(trust)
+        # keys of a `_target_` node that its owner reads, not the target (sch.node_keys)
+        self.owned: dict[str, frozenset[str]] = {}
 
     def add(self, path: str, message: str) -> None:
         self.problems.append(problem(path, message, self.cfg))
@@ -248,8 +250,9 @@ class _Checker:
         any_kw = accepts_any_kwargs(sig)
         hints = type_hints_of(fn)
         where = f" in {path}" if path else ""
+        owned = self.owned.get(path, frozenset())
         for key, value in data.items():
-            if key in RESERVED:
+            if key in RESERVED or key in owned:
                 continue
             if key not in names:
                 if any_kw:
@@ -308,6 +311,12 @@ class _Checker:
                         return
                 except ConfigError:
                     pass
+            for m in structured:
+                owned = sch.node_keys(m)
+                if owned:  # a node whose owner reads some keys: those against the schema
+                    self.owned[path] = owned
+                    self.schema({k: v for k, v in value.items() if k in owned}, m, path)
+                    break
             return  # some other callable (a factory, a subclass): checked as a target node
         if structured and isinstance(value, dict):
             if len(structured) == 1:
@@ -315,7 +324,7 @@ class _Checker:
                 return
             chosen, reason = sch.choose_member(tp, value)
             if reason:
-                self.add(path, reason)
+                self.add(path, reason + _imports_hint(reason))
                 return
             if chosen is None:  # no tag: the member with the fewest problems
                 best: list[ConfigProblem] | None = None
@@ -339,6 +348,18 @@ class _Checker:
         err = check_type(value, tp)
         if err:
             self.add(path, err)
+
+
+def _imports_hint(reason: str) -> str:
+    """For an unknown tag (``architecture: my_model``): which user modules were imported,
+    since a user's kind is registered by importing the module that defines it."""
+    if "must be one of" not in reason:
+        return ""
+    from stoker.config.plugins import imported_modules
+
+    mods = ", ".join(imported_modules()) or "none"
+    return (f" (modules imported for this config: {mods}; a kind defined in your code is "
+            "registered by importing its module: add it to `imports:` or pass --import MODULE)")
 
 
 def _contains_target(value: Any) -> bool:

@@ -66,7 +66,52 @@ def sample_next(
 
 def _context_limit(model: nn.Module) -> int | None:
     cfg = getattr(model, "config", None)
-    return getattr(cfg, "max_seq_len", None)
+    limit = getattr(cfg, "max_seq_len", None) or getattr(model, "max_seq_len", None)
+    return limit if isinstance(limit, int) else None
+
+
+def _logits(out: Any) -> Tensor:
+    """``logits`` of a forward's output: a dict's ``"logits"`` or the tensor itself."""
+    return out["logits"] if isinstance(out, dict) else out
+
+
+def check_lm_contract(model: nn.Module, *, vocab_size: int | None = None) -> None:
+    """Refuse, with what is wrong, a model that cannot be sampled from.
+
+    The contract: ``forward(input_ids)`` with ``input_ids`` ``[B, T]`` (int64) as its
+    first argument returns ``{"logits": [B, T, V]}`` or that tensor (``cache=``,
+    ``last_only=`` and ``new_cache()`` are optional, for speed; ``max_seq_len``, on the
+    model or its ``config``, crops the context).
+    """
+    from stoker.models.outputs import describe_output
+
+    model = unwrap(model)
+    name = type(model).__name__
+    params = [p for p in inspect.signature(model.forward).parameters.values()
+              if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not params:
+        raise UserError(f"{name} cannot generate text: its forward takes no positional "
+                        "argument; the contract is forward(input_ids) -> {'logits': [B, T, V]}")
+    device = next(iter(model.parameters()), torch.zeros(())).device
+    ids = torch.zeros(1, 2, dtype=torch.long, device=device)
+    was = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            out = model(ids)
+    except Exception as exc:  # noqa: BLE001 - say which contract the model broke
+        raise UserError(f"{name} cannot generate text: forward(input_ids [1, 2]) raised "
+                        f"{type(exc).__name__}: {exc}; the contract is forward(input_ids) -> "
+                        "{'logits': [B, T, V]}") from None
+    finally:
+        model.train(was)
+    logits = out.get("logits") if isinstance(out, dict) else out
+    shape = list(getattr(logits, "shape", []) or [])
+    if len(shape) != 3 or shape[:2] != [1, 2] or (vocab_size and shape[2] < vocab_size):
+        raise UserError(f"{name} cannot generate text: forward(input_ids [1, 2]) returned "
+                        f"{describe_output(out)}, not logits [1, 2, vocab_size"
+                        f"{'=' + str(vocab_size) if vocab_size else ''}] (as a tensor or "
+                        "under 'logits')")
 
 
 def _prepare(model: nn.Module, seed: int | None) -> tuple[nn.Module, torch.device,
@@ -213,13 +258,13 @@ class TokenStream:
             if cache is not None:
                 if limit is not None and n > limit:
                     cache.reset()  # context overflow: positions shift, recompute the window
-                    logits = model(out[:, n - limit : n], cache=cache, **self.extra)["logits"]
+                    logits = _logits(model(out[:, n - limit : n], cache=cache, **self.extra))
                 else:
-                    logits = model(out[:, fed:n], cache=cache, **self.extra)["logits"]
+                    logits = _logits(model(out[:, fed:n], cache=cache, **self.extra))
                 fed = n
             else:
                 start = n - limit if limit is not None and n > limit else 0
-                logits = model(out[:, start:n], **self.extra)["logits"]
+                logits = _logits(model(out[:, start:n], **self.extra))
             nxt = sample_next(logits[:, -1, :], generator=self.generator,
                               **self.sampling).squeeze(1)
             if hit_eos is not None:

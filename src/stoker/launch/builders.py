@@ -25,19 +25,20 @@ def train_config(recipe: Any, overrides: Sequence[str] = (), *, cwd: Path | None
     """
     from omegaconf import DictConfig, OmegaConf
 
-    from stoker.config import compose
     from stoker.config.overrides import apply_overrides
     from stoker.config.validation import check_resolved
+    from stoker.train.recipe import recipe_schema
+    from stoker.train.recipe_config import compose_recipe, load_recipe_code
     from stoker.train.run_dir import plan_run_dir
-    from stoker.train.recipe import TrainRecipe
 
     if isinstance(recipe, DictConfig):
         cfg = recipe
+        load_recipe_code(cfg)  # the user's code registers the kinds the schema must know
         if overrides:
-            apply_overrides(cfg, list(overrides), schema=TrainRecipe)
+            apply_overrides(cfg, list(overrides), schema=recipe_schema())
     else:
-        cfg = compose(str(recipe), list(overrides), schema=TrainRecipe)
-    problems, resolved = check_resolved(cfg, TrainRecipe, targets=check_targets)
+        cfg = compose_recipe(str(recipe), list(overrides))
+    problems, resolved = check_resolved(cfg, recipe_schema(), targets=check_targets)
     if problems:
         raise ConfigError(problems=problems)
     out = resolved.get("output_dir")

@@ -193,7 +193,7 @@ class Experiment:
                                ex, ex_spec, self.cwd, list(depends_on)))
 
     def add_train_sweep(self, recipe: Any, overrides: Sequence[str], *, executor: Any = None,
-                        check_targets: bool = True) -> list[str]:
+                        check_targets: bool = True, imports: Sequence[str] = ()) -> list[str]:
         """One ``stoker train`` task per point of the sweep in ``overrides`` (Hydra's
         multirun grammar: ``optim.lr=1e-3,3e-3 seed=range(1,3)``), each with its own run
         directory. Every point is validated before any is added; see
@@ -201,7 +201,7 @@ class Experiment:
         from stoker.launch.sweep import add_train_sweep
 
         return add_train_sweep(self, recipe, overrides, executor=executor,
-                               check_targets=check_targets)
+                               check_targets=check_targets, imports=imports)
 
     def add_entrypoint_sweep(self, fn: Callable[..., Any], overrides: Sequence[str], *,
                              config: str | Path | None = None, executor: Any = None) -> list[str]:

@@ -75,21 +75,22 @@ def _place(cfg: Any, point: Any, swept: set[str], bases: dict[str, Path], cwd: P
 
 
 def add_train_sweep(exp: Any, recipe: Any, overrides: Sequence[str], *, executor: Any = None,
-                    check_targets: bool = True) -> list[str]:
-    """Add one ``stoker train`` task per point to ``exp``; returns the task names."""
-    from stoker.config import compose
-    from stoker.train.recipe import TrainRecipe
+                    check_targets: bool = True, imports: Sequence[str] = ()) -> list[str]:
+    """Add one ``stoker train`` task per point to ``exp`` (``imports``: the user's modules,
+    as ``--import``); returns the task names."""
+    from stoker.train.recipe import recipe_schema
+    from stoker.train.recipe_config import compose_recipe
 
     dirs = [Path(str(recipe)).parent] if Path(str(recipe)).is_file() else []
     dirs.append(exp.cwd)
-    points = sweep_points(overrides, search_dirs=dirs, schema=TrainRecipe)
+    points = sweep_points(overrides, search_dirs=dirs, schema=recipe_schema())
     swept = {k for p in points for k in p.values}
     problems: list[ConfigProblem] = []
     cfgs = []
     bases: dict[str, Path] = {}
     for p in points:
         try:
-            cfg = compose(recipe, p.overrides, schema=TrainRecipe)
+            cfg = compose_recipe(recipe, p.overrides, imports=imports)
             _place(cfg, p, swept, bases, exp.cwd)
             cfgs.append(cfg)
         except UserError as e:

@@ -131,6 +131,33 @@ class CNNConfig(_Strict):
         return self
 
 
+class TargetModelConfig(BaseModel):
+    """A ``_target_`` node for any ``nn.Module``: ``{_target_: my_pkg.MyNet, hidden: 64}``.
+
+    The keys other than ``_target_`` are the constructor's arguments (checked against its
+    signature by validation); ``vocab_size``, when the constructor takes it and the node
+    leaves it unset, is filled from the data. The forward's outputs become the step's
+    ``preds``: a dict as is, a tensor as ``preds.logits``, a tuple named by the recipe's
+    ``model_outputs`` (see :func:`stoker.models.outputs.as_preds`).
+    """
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    target_: str = Field(alias="_target_", description="Import path of the nn.Module class "
+                         "or of a function returning one.")
+
+    def node(self) -> dict[str, Any]:
+        """The node as a plain ``_target_`` dict (a fresh copy)."""
+        import copy
+
+        return {"_target_": self.target_, **copy.deepcopy(self.model_extra or {})}
+
+    @property
+    def name(self) -> str:
+        """What to call this model in messages: its target's last component."""
+        return self.target_.rsplit(".", 1)[-1].rsplit(":", 1)[-1]
+
+
 ModelConfig = Annotated[
     Union[GPTConfig, RNNConfig, CNNConfig], Field(discriminator="architecture")
 ]

@@ -75,9 +75,18 @@ def _artifact_archive(uri: str, registry: Any) -> Path | None:
     return p if p.is_file() else None
 
 
+def _model_section(trained: Any) -> dict[str, Any]:
+    """The model's config as built (a built-in model's carries the vocabulary it was built
+    with); your own ``_target_`` model's is its recipe node."""
+    built = getattr(trained.model, "config", None)
+    if hasattr(built, "model_dump"):
+        return built.model_dump(mode="json")
+    return trained.recipe.model.model_dump(mode="json", by_alias=True)
+
+
 def open_model(spec: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] = (),
                device: str = "cpu", registry: Any = None,
-               allow_nonfinite: bool = False) -> Restored:
+               allow_nonfinite: bool = False, imports: tuple[str, ...] = ()) -> Restored:
     """The model and tokenizer behind any model reference, ready to generate or evaluate.
 
     Checkpoints carry the run's full config; what restore needs of it (model section, eval
@@ -105,11 +114,13 @@ def open_model(spec: str | os.PathLike[str], *, trust: tuple[str, ...] | list[st
     # A checkpoint published to a registry came from elsewhere: its config imports only
     # stoker, torch and --trust. A run or step directory on disk is the user's own.
     trained = load_trained(str(ckpt), device=device, allow_nonfinite=allow_nonfinite,
-                           trust=tuple(trust) if text.startswith("art://") else None)
+                           trust=tuple(trust) if text.startswith("art://") else None,
+                           imports=imports)
     config = {
-        "model": trained.model.config.model_dump(mode="json"),
+        "model": _model_section(trained),
         "tokenizer": None,
-        "eval": {k: trained.config[k] for k in ("data", "model_inputs", "losses", "metrics")
+        "eval": {k: trained.config[k] for k in ("data", "model_inputs", "model_outputs",
+                                                "losses", "metrics")
                  if k in trained.config},
     }
     lineage = {"source": {"spec": text, "checkpoint": str(trained.checkpoint)},

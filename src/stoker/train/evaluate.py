@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from stoker.models.outputs import as_preds
 from stoker.train.distributed import DistEnv, all_reduce_sum
 from stoker.train.keys import get_by_key
 
@@ -46,6 +47,7 @@ def evaluate(
     autocast: Callable[[], Any] | None = None,
     max_batches: int | None = None,
     prefix: str = "eval/",
+    outputs: Sequence[str] | None = None,
 ) -> dict[str, float]:
     """Mean loss (weighted by samples) and every metric over ``loader``, on all ranks."""
     was_training = model.training
@@ -61,9 +63,9 @@ def evaluate(
             ctx_cm = autocast() if autocast is not None else None
             if ctx_cm is not None:
                 with ctx_cm:
-                    preds = model(**model_inputs(batch, inputs))
+                    preds = as_preds(model(**model_inputs(batch, inputs)), outputs)
             else:
-                preds = model(**model_inputs(batch, inputs))
+                preds = as_preds(model(**model_inputs(batch, inputs)), outputs)
             context = {"batch": batch, "preds": preds}
             n = _batch_len(batch)
             total = 0.0
@@ -114,22 +116,30 @@ def evaluate_model(
     from stoker.errors import DataError
     from stoker.train.data_setup import build_data, eval_loader
     from stoker.train.distributed import DistEnv
-    from stoker.train.recipe import DataConfig
+    from stoker.train.recipe import TargetDataConfig, data_config_union, recipe_schema
 
     missing = [k for k in ("data", "losses") if not config.get(k)]
     if missing:
         raise DataError(f"cannot evaluate: the model comes without {' and '.join(missing)} "
                         "(an archive imported from elsewhere has no dataset to evaluate on)")
-    data_cfg = TypeAdapter(DataConfig).validate_python(dict(config["data"]))
-    if split:
+    data_cfg = TypeAdapter(data_config_union()).validate_python(dict(config["data"]))
+    if split and isinstance(data_cfg, TargetDataConfig):  # your dataset takes split= itself
+        data_cfg = data_cfg.model_copy(update={"eval": {**(data_cfg.eval or {}), "split": split}})
+    elif split:
         data_cfg = data_cfg.model_copy(update={"eval_split": split})
-    data = build_data(data_cfg, model.config, seed=seed)
+    model_cfg = getattr(model, "config", None)
+    if model_cfg is None and config.get("model") is not None:  # your own model class
+        model_type = recipe_schema().model_fields["model"].annotation
+        model_cfg = TypeAdapter(model_type).validate_python(dict(config["model"]))
+    data = build_data(data_cfg, model_cfg, seed=seed)
     if data.eval is None:
-        raise DataError(f"split '{data_cfg.eval_split}' has no complete window to evaluate")
+        raise DataError(f"split '{split or data_cfg.eval_split or 'eval'}' has nothing to "
+                        "evaluate (no complete window, or data.eval is null)")
     loader = eval_loader(data.eval, batch_size=data_cfg.eval_batch_size or data_cfg.batch_size,
-                         rank=0, world_size=1, num_workers=0)
+                         rank=0, world_size=1, num_workers=0, collate=data.collate)
     losses = {k: build(v) for k, v in config["losses"].items()}
     metrics = {k: build(v) for k, v in (config.get("metrics") or {}).items()}
     inputs = config.get("model_inputs") or {"input_ids": "batch.input_ids"}
     return evaluate(model, loader, inputs=inputs, losses=losses, metrics=metrics,
-                    env=DistEnv(), max_batches=max_batches, prefix="eval/")
+                    env=DistEnv(), max_batches=max_batches, prefix="eval/",
+                    outputs=config.get("model_outputs"))

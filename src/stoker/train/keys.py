@@ -113,16 +113,28 @@ def check_recipe_keys(recipe: Any, model: Any, batch: Mapping[str, Any]) -> None
         ) for a in bad])
     was = model.training
     model.eval()
+    from stoker.models.outputs import as_preds
+
     with torch.no_grad():
-        preds = model(**{a: get_by_key({"batch": batch}, k) for a, k in recipe.model_inputs.items()})
+        out = model(**{a: get_by_key({"batch": batch}, k) for a, k in recipe.model_inputs.items()})
     model.train(was)
+    preds = as_preds(out, getattr(recipe, "model_outputs", None))
     context = {"batch": batch, "preds": preds, "step": 0}
     wanted = []
     for section in ("losses", "metrics"):
         for name, node in getattr(recipe, section).items():
             for arg, key in _key_args(node).items():
                 wanted.append((f"{section}.{name}.{arg}", key))
-    check_keys(context, wanted)
+    try:
+        check_keys(context, wanted)
+    except ConfigError as exc:  # say what the forward returned, for a preds.* key
+        from stoker.models.outputs import describe_output
+
+        returned = (f" ({type(model).__name__}.forward returned {describe_output(out)}; "
+                    "a tensor is preds.logits, a tuple is named by model_outputs)")
+        raise ConfigError(problems=[
+            ConfigProblem(p.path, p.message + returned) if "'preds" in p.message else p
+            for p in exc.problems]) from None
 
 
 def _key_args(node: Any) -> dict[str, str]:

@@ -6,9 +6,10 @@ the tokenizer turns ids back into text.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from stoker.errors import CheckpointError
 
@@ -26,15 +27,22 @@ class TrainedModel:
     def sample(self, prompt: str, *, max_new_tokens: int = 200, temperature: float = 0.8,
                top_k: int | None = None, top_p: float | None = None, seed: int | None = 0) -> str:
         from stoker.errors import UserError
-        from stoker.infer.generate import sample_text
+        from stoker.infer.generate import check_lm_contract, sample_text
 
         if self.tokenizer is None:
             raise UserError(
-                f"{self.checkpoint} is not a language model checkpoint (model.architecture="
-                f"{self.recipe.model.architecture}); text generation needs gpt or rnn"
+                f"{self.checkpoint} is not a language model checkpoint (model: "
+                f"{_model_name(self.recipe.model)}, trained without a tokenizer); text "
+                "generation needs a model trained on token data"
             )
+        check_lm_contract(self.model, vocab_size=getattr(self.tokenizer, "vocab_size", None))
         return sample_text(self.model, self.tokenizer, prompt, max_new_tokens,
                            temperature=temperature, top_k=top_k, top_p=top_p, seed=seed)
+
+
+def _model_name(cfg: Any) -> str:
+    arch = getattr(cfg, "architecture", None)
+    return f"architecture={arch}" if arch else f"_target_={getattr(cfg, 'target_', '?')}"
 
 
 def _from_artifact(uri: str) -> Path:
@@ -53,19 +61,36 @@ def find_checkpoint(path: str) -> Path:
     return resolve_checkpoint(p)
 
 
-def _recipe_from_config(config: dict[str, Any]) -> Any:
-    """The typed recipe of a recorded config; its ``${oc.env:...}`` values (kept unresolved
-    in what a run saves) are resolved from this process's environment now."""
+def _recipe_from_config(config: dict[str, Any], imports: Sequence[str] = ()) -> Any:
+    """The run's typed recipe, after importing the user's code its ``imports:`` name; its
+    ``${oc.env:...}`` values (kept unresolved in what a run saves) are resolved from this
+    process's environment now."""
     import json
 
-    from stoker.train.recipe import TrainRecipe
+    from stoker.train.recipe_config import load_recipe_code, typed_recipe
 
     if "oc.env" in json.dumps(config, default=str):
         from stoker.config import to_container
         from stoker.config.files import to_omegaconf
 
         config = to_container(to_omegaconf(config), resolve=True)
-    return TrainRecipe.model_validate(config)
+    load_recipe_code(config, imports)
+    return typed_recipe(config)
+
+
+def check_config_trusted(config: dict[str, Any], trust: Sequence[str]) -> None:
+    """Refuse (before importing anything) a config whose ``_target_``s or ``imports:`` reach
+    outside stoker, torch and ``trust``."""
+    from stoker.config.targets import UntrustedTargetError, check_trusted, iter_targets
+
+    for _, target in iter_targets(config):
+        check_trusted(target, trust)
+    wanted = config.get("imports") or []
+    for module in [wanted] if isinstance(wanted, str) else wanted:
+        try:
+            check_trusted(str(module), trust)
+        except UntrustedTargetError as exc:
+            raise UntrustedTargetError(f"imports: {module}", exc.module) from None
 
 
 def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:
@@ -83,11 +108,13 @@ def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:
 
 
 def load_trained(path: str, *, device: str = "cpu", allow_nonfinite: bool = False,
-                 trust: Sequence[str] | None = None) -> TrainedModel:
-    """The model of a checkpoint, rebuilt from its own config; weights with NaN/inf are
-    refused (CheckpointError naming the tensor) unless ``allow_nonfinite``. With ``trust``
-    (a config from a registry), every ``_target_`` of the config must lie in stoker, torch
-    or those module prefixes, checked before anything is built or imported."""
+                 trust: Sequence[str] | None = None, imports: Sequence[str] = ()
+                 ) -> TrainedModel:
+    """The model of a checkpoint, rebuilt from its own config (``imports`` are extra modules
+    to load besides the ones its ``imports:`` names); weights with NaN/inf are refused
+    (CheckpointError naming the tensor) unless ``allow_nonfinite``. With ``trust`` (a config
+    from a registry), every ``_target_`` and ``imports:`` module of the config must lie in
+    stoker, torch or those module prefixes, checked before anything is imported."""
     import torch
 
     from stoker.models import build_model
@@ -99,14 +126,12 @@ def load_trained(path: str, *, device: str = "cpu", allow_nonfinite: bool = Fals
     if not isinstance(config, dict):
         raise CheckpointError(f"{ckpt} holds no config; it was not written by `stoker train`")
     if trust is not None:
-        from stoker.config.targets import check_trusted, iter_targets
-
-        for _, target in iter_targets(config):
-            check_trusted(target, trust)
-    recipe = _recipe_from_config(config)
+        check_config_trusted(config, trust)
+    recipe = _recipe_from_config(config, imports)
     vocab = None
     weights = state["model"]
-    if getattr(recipe.model, "vocab_size", "absent") is None:
+    model_args = getattr(recipe.model, "model_extra", None) or {}
+    if getattr(recipe.model, "vocab_size", model_args.get("vocab_size", "absent")) is None:
         for key in ("tok_emb.weight", "lm_head.weight"):
             if key in weights:
                 vocab = int(weights[key].shape[0])
@@ -118,5 +143,6 @@ def load_trained(path: str, *, device: str = "cpu", allow_nonfinite: bool = Fals
                               + "\n  ".join(problems[:20]))
     model.load_state_dict(weights)
     model.to(torch.device(device)).eval()
-    tok = _tokenizer_near(ckpt, recipe) if recipe.model.architecture != "cnn" else None
+    tok = _tokenizer_near(ckpt, recipe) if getattr(recipe.model, "architecture", None) \
+        != "cnn" else None
     return TrainedModel(model, recipe, config, ckpt, tok)

@@ -196,7 +196,8 @@ def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics
         art = ModelArtifact(
             path=stage, step=step, loss=float(loss) if loss is not None else None,
             metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
-            architecture=model_cfg.get("architecture") if model_cfg else None,
+            architecture=(model_cfg.get("architecture") or model_cfg.get("_target_"))
+            if model_cfg else None,
             metadata={"run_dir": str(run), "checkpoint": ckpt.name if ckpt else None},
             producer=producer,
         )

@@ -6,23 +6,37 @@ anything is built. Sections that name a Python callable (``optim``, ``callbacks`
 ``losses``, ``metrics``) stay ``_target_`` dicts and are built later by
 ``stoker.config.build``; they are checked against the callable's signature by
 ``stoker.config.validate``.
+
+The ``model`` and ``data`` sections are open: :func:`recipe_schema` builds the schema when
+a recipe is validated, with a discriminated union over every registered model architecture
+(:func:`stoker.models.register_model`) and data kind (:func:`register_data`) plus a
+``_target_`` node for any ``nn.Module`` / dataset, so the user's modules named in
+``imports:`` take part. :class:`TrainRecipe` itself knows the built-ins only; validate
+with ``recipe_schema()``.
 """
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
 
-from stoker.models.config import ModelConfig
+from stoker.models.config import ModelConfig, TargetModelConfig
 
 __all__ = [
+    "DATA_REGISTRY",
     "CheckpointConfig",
     "DataConfig",
+    "DataSpec",
     "DigitsDataConfig",
     "ScheduleConfig",
+    "TargetDataConfig",
     "TokenDataConfig",
     "TrainerConfig",
     "TrainRecipe",
+    "recipe_schema",
+    "register_data",
 ]
 
 
@@ -66,7 +80,127 @@ class DigitsDataConfig(_Strict):
     shuffle: bool = Field(True, description="Shuffle training images each epoch.")
 
 
+class TargetDataConfig(BaseModel):
+    """Any dataset: ``{_target_: my_pkg.MyDataset, <its arguments>, <loader keys>}``.
+
+    ``_target_`` (a ``torch.utils.data.Dataset`` class or a function returning one) and
+    its arguments make the training split; ``eval`` holds the arguments that differ for
+    the evaluation split (or a whole ``_target_`` node; null: no evaluation), ``train``
+    those only the training split gets. Items are dicts of tensors, or tuples named by
+    ``fields``. The remaining keys, the ones below, belong to stoker, not to the dataset.
+
+    A map-style dataset (``__len__`` + ``__getitem__``) is read in the order of the
+    seeded, resumable sampler, so a resumed run sees exactly the batches it would have.
+    An iterable one must follow the resume contract (``state_dict()`` /
+    ``load_state_dict(state)``, see docs) unless ``resume=never``.
+    """
+
+    model_config = ConfigDict(extra="allow")
+    # keys of the node read by stoker, not passed to the dataset (config validation skips
+    # them when it checks the target's signature)
+    __stoker_node_keys__: ClassVar[frozenset[str]] = frozenset({
+        "train", "eval", "fields", "collate", "batch_size", "eval_batch_size",
+        "num_workers", "shuffle"})
+
+    train: dict[str, Any] = Field(
+        default_factory=dict, description="Arguments only the training split gets.")
+    eval: dict[str, Any] | None = Field(
+        default_factory=dict,
+        description="Arguments of the eval split that differ from the training split's "
+        "(e.g. {split: valid}), or a whole `_target_` node; null: no evaluation.")
+    fields: list[str] | None = Field(
+        None, description="Names of the items of a dataset that returns tuples.")
+    collate: dict[str, Any] | None = Field(
+        None, description="`_target_` node of the collate function (list of items -> "
+        "batch); None: torch's default_collate.")
+    batch_size: int = Field(32, gt=0, description="Items per micro-batch on each process.")
+    eval_batch_size: int | None = Field(None, gt=0, description="None means batch_size.")
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes.")
+    shuffle: bool = Field(True, description="Shuffle a map-style dataset each epoch.")
+
+    @property
+    def type(self) -> str:
+        """Data kind, as the typed configs have it: ``_target_``."""
+        return "_target_"
+
+    @property
+    def train_split(self) -> str:
+        return "train"
+
+    @property
+    def eval_split(self) -> str | None:
+        return None if self.eval is None else "eval"
+
+    def dataset_node(self, split: str = "train") -> dict[str, Any] | None:
+        """The ``_target_`` node of a split's dataset (None: that split is off)."""
+        import copy
+
+        extra = copy.deepcopy(self.model_extra or {})
+        overlay = copy.deepcopy(self.train if split == "train" else self.eval)
+        if overlay is None:
+            return None
+        if "_target_" in overlay:
+            return overlay
+        return {**extra, **overlay}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A registered data kind: its typed config and the function that opens it."""
+
+    name: str
+    config_cls: type[BaseModel]
+    build: str | Callable[..., Any]  # "module:function" (cfg, model_cfg, seed=) -> DataBundle
+
+    def builder(self) -> Callable[..., Any]:
+        if isinstance(self.build, str):
+            import importlib
+
+            mod, _, attr = self.build.partition(":")
+            return getattr(importlib.import_module(mod), attr)
+        return self.build
+
+
+DATA_REGISTRY: dict[str, DataSpec] = {}
+
+
+def register_data(name: str, config_cls: type[BaseModel], build: str | Callable[..., Any]
+                  ) -> DataSpec:
+    """Register a data kind: ``data: {type: <name>, ...}`` in a recipe is parsed with
+    ``config_cls`` (which declares ``type: Literal[name] = name``) and opened by
+    ``build(cfg, model_cfg, seed=...)`` returning a
+    :class:`stoker.train.data_setup.DataBundle`. ``tokens`` and ``digits`` are the
+    built-in entries; ``_target_`` data needs no registration."""
+    from stoker.errors import ConfigError
+
+    field = getattr(config_cls, "model_fields", {}).get("type")
+    if field is None or field.default != name:
+        raise ConfigError(f"register_data({name!r}, ...): {config_cls.__name__} must declare "
+                          f"`type: Literal[{name!r}] = {name!r}`")
+    spec = DataSpec(name, config_cls, build)
+    DATA_REGISTRY[name] = spec
+    return spec
+
+
+register_data("tokens", TokenDataConfig, "stoker.train.data_setup:build_token_data")
+register_data("digits", DigitsDataConfig, "stoker.train.data_setup:build_digits_data")
+
+
+def _data_tag(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "_target_" if "_target_" in value and "type" not in value else value.get("type")
+    return getattr(value, "type", None)
+
+
+def data_config_union() -> Any:
+    """The ``data`` section's type: every registered kind (by ``type``) or a ``_target_``."""
+    members = [Annotated[spec.config_cls, Tag(name)] for name, spec in DATA_REGISTRY.items()]
+    members.append(Annotated[TargetDataConfig, Tag("_target_")])
+    return Annotated[Union[tuple(members)], Discriminator(_data_tag)]  # type: ignore[valid-type]
+
+
 DataConfig = Annotated[Union[TokenDataConfig, DigitsDataConfig], Field(discriminator="type")]
+"""The built-in data kinds (the recipe's ``data`` is :func:`data_config_union`)."""
 
 
 class ScheduleConfig(_Strict):
@@ -152,11 +286,21 @@ class TrainRecipe(_Strict):
         description="auto (latest checkpoint in output_dir), never (fresh, new run dir), "
         "latest (newest run of this name), or a checkpoint/run directory PATH.",
     )
-    model: ModelConfig
-    data: DataConfig
+    imports: list[str] = Field(
+        default_factory=list,
+        description="Modules imported before the recipe is validated (the user's models, "
+        "datasets, losses, metrics, callbacks; they register themselves).",
+    )
+    model: Union[ModelConfig, TargetModelConfig]  # recipe_schema(): every registered one
+    data: Union[DataConfig, TargetDataConfig]  # recipe_schema(): every registered one
     model_inputs: dict[str, str] = Field(
         default_factory=lambda: {"input_ids": "batch.input_ids"},
         description="Model forward argument -> key path (Kauldron-style).",
+    )
+    model_outputs: list[str] | None = Field(
+        None,
+        description="Names of the items of a forward that returns a tuple (preds.<name>); "
+        "None: a dict is kept as is and a tensor is preds.logits.",
     )
     losses: dict[str, Any] = Field(
         default_factory=dict, description="name -> loss node (`_target_` + key paths)."
@@ -186,18 +330,49 @@ class TrainRecipe(_Strict):
     def _cross_checks(self) -> TrainRecipe:
         if not self.losses:
             raise ValueError("losses is empty: a recipe needs at least one loss to train on")
-        if self.model.architecture == "cnn" and self.data.type != "digits":
+        arch = getattr(self.model, "architecture", None)
+        kind = getattr(self.data, "type", None)
+        if arch == "cnn" and kind in ("tokens",):
             raise ValueError("model.architecture=cnn trains on image data (data.type=digits)")
-        if self.model.architecture != "cnn" and self.data.type != "tokens":
+        if arch in ("gpt", "rnn") and kind == "digits":
             raise ValueError(
-                f"model.architecture={self.model.architecture} is a language model and needs "
+                f"model.architecture={arch} is a language model and needs "
                 "token data (data.type=tokens)"
             )
         seq = getattr(self.data, "seq_len", None)
         max_len = getattr(self.model, "max_seq_len", None)
-        if seq is not None and max_len is not None and seq > max_len:
+        if isinstance(seq, int) and isinstance(max_len, int) and seq > max_len:
             raise ValueError(
                 f"data.seq_len={seq} exceeds model.max_seq_len={max_len}; raise "
                 "model.max_seq_len or lower data.seq_len"
             )
         return self
+
+
+_SCHEMAS: dict[tuple[Any, ...], type[TrainRecipe]] = {}
+
+
+def recipe_schema() -> type[TrainRecipe]:
+    """The recipe schema for the architectures and data kinds registered now.
+
+    A subclass of :class:`TrainRecipe` whose ``model`` and ``data`` are unions built from
+    the registries (cached per registry content), so a user's architecture registered by a
+    module in ``imports:`` validates like a built-in one.
+    """
+    from pydantic import create_model
+
+    from stoker.models.registry import MODEL_REGISTRY, model_config_union
+
+    key = (tuple((n, s.config_cls) for n, s in MODEL_REGISTRY.items()),
+           tuple((n, s.config_cls) for n, s in DATA_REGISTRY.items()))
+    schema = _SCHEMAS.get(key)
+    if schema is None:
+        schema = create_model(  # type: ignore[call-overload]
+            "TrainRecipe", __base__=TrainRecipe, __module__=__name__,
+            model=(model_config_union(), Field(description="A registered architecture "
+                   "(by `architecture`) or a `_target_` node for any nn.Module.")),
+            data=(data_config_union(), Field(description="A registered data kind (by "
+                  "`type`) or a `_target_` node for any dataset.")),
+        )
+        _SCHEMAS[key] = schema
+    return schema

@@ -59,9 +59,11 @@ from stoker.train.data_setup import (
     batches_per_epoch,
     build_data,
     epoch_loader,
+    check_iterable_data,
     eval_loader,
     make_sampler,
 )
+from stoker.models.outputs import as_preds
 from stoker.train.evaluate import evaluate, model_inputs, to_device
 from stoker.train.keys import check_recipe_keys, get_by_key
 from stoker.train.optim import build_optimizer, build_scheduler, lr_factor
@@ -232,9 +234,7 @@ class Trainer:
         model = build_model(r.model, vocab_size=self.data.vocab_size).to(self.device)
         self.model = model
         self._record_vocab_size(self.data.vocab_size)
-        from torch.utils.data import default_collate
-
-        probe = to_device(default_collate([self.data.train[0]]), self.device)
+        probe = to_device(self.data.probe_batch(), self.device)
         check_recipe_keys(r, model, probe)
         self._train_model = dist_utils.wrap_model(model, self.env, t.distributed)
         if t.compile:
@@ -275,6 +275,11 @@ class Trainer:
         t = r.trainer
         self.data = build_data(r.data, r.model, seed=r.seed)
         self.tokenizer = self.data.tokenizer
+        if self.data.iterable:
+            self.steps_per_epoch = 0  # unknown: an iterable dataset has no length
+            check_iterable_data(self.data.train, r)
+            self.max_steps = int(t.max_steps or 0)
+            return
         self.sampler = make_sampler(
             len(self.data.train), seed=r.seed, shuffle=r.data.shuffle,
             rank=self.env.rank, world_size=self.env.world_size,
@@ -294,9 +299,11 @@ class Trainer:
     def _record_vocab_size(self, vocab_size: int | None) -> None:
         """Write the vocabulary the model was built with into the run's config record, so
         ``config.yaml`` and the checkpoints describe the model completely."""
+        from stoker.models.registry import takes_vocab_size
+
         model_cfg = self.config.get("model")
-        if isinstance(model_cfg, dict) and "vocab_size" in type(self.recipe.model).model_fields \
-                and model_cfg.get("vocab_size") is None:
+        if isinstance(model_cfg, dict) and vocab_size is not None \
+                and model_cfg.get("vocab_size") is None and takes_vocab_size(self.recipe.model):
             self.config["model"] = {**model_cfg, "vocab_size": vocab_size}
 
     # --------------------------------------------------------------- resume
@@ -336,6 +343,8 @@ class Trainer:
         self.step = int(progress["step"])
         self.epoch = int(progress["epoch"])
         self._batch_in_epoch = int(progress["batch_in_epoch"])
+        if self.sampler is None and "dataset" in (state.get("data") or {}):
+            self.data.train.load_state_dict(state["data"]["dataset"])
         self._last_save_step = self.step
         self._last_checkpoint = path
         self.callbacks.on_checkpoint_load(self, state)
@@ -402,7 +411,8 @@ class Trainer:
                 last = micro == t.grad_accum - 1
                 with self._maybe_no_sync(model, last):
                     with self.precision.autocast():
-                        preds = model(**model_inputs(batch, r.model_inputs))
+                        preds = as_preds(model(**model_inputs(batch, r.model_inputs)),
+                                         r.model_outputs)
                         loss = self._loss(batch, preds)
                     self.precision.backward(loss / t.grad_accum)
                 loss_sum += loss.detach()
@@ -444,6 +454,7 @@ class Trainer:
             loader = epoch_loader(
                 self.data.train, self.sampler, self.epoch, batch_size=self.batch_size,
                 skip_batches=self._batch_in_epoch, num_workers=self.recipe.data.num_workers,
+                collate=self.data.collate,
             )
             for batch in loader:
                 self._batch_in_epoch += 1
@@ -518,12 +529,13 @@ class Trainer:
         loader = eval_loader(
             self.data.eval, batch_size=r.data.eval_batch_size or r.data.batch_size,
             rank=self.env.rank, world_size=self.env.world_size, num_workers=r.data.num_workers,
+            collate=self.data.collate,
         )
         eval_model = self._train_model if dist_utils.is_sharded(self._train_model) else self.model
         out = evaluate(
             eval_model, loader, inputs=r.model_inputs, losses=self.losses,
             metrics=self.metrics, env=self.env, autocast=self.precision.autocast,
-            max_batches=r.trainer.eval_batches,
+            max_batches=r.trainer.eval_batches, outputs=r.model_outputs,
         )
         self.last_eval = out
         self.logger.log(out, self.step)
@@ -543,9 +555,16 @@ class Trainer:
             "callbacks": self.callbacks.state_dict(),
             "trainer": {"step": self.step, "epoch": self.epoch,
                         "batch_in_epoch": self._batch_in_epoch, "max_steps": self.max_steps},
-            "data": self.sampler.state_dict(consumed=self._batch_in_epoch * self.batch_size),
+            "data": self._data_state(),
             "config": self.config,
         }
+
+    def _data_state(self) -> dict[str, Any]:
+        """The sampler's position, or an iterable dataset's own state (its contract)."""
+        if self.sampler is not None:
+            return self.sampler.state_dict(consumed=self._batch_in_epoch * self.batch_size)
+        train = self.data.train
+        return {"dataset": train.state_dict()} if hasattr(train, "state_dict") else {}
 
     def save_checkpoint(self) -> Path | None:
         """Save now (callbacks may call it); rank 0 writes, every rank takes part."""
