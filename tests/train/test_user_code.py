@@ -179,7 +179,7 @@ def test_craft_workflow_trains_evaluates_and_generates(stoker_cmd, project: Path
     assert "architecture: my_new_model" in cfg and "craft_demo.models" in cfg
     assert [r["step"] for r in read_metrics(out) if "loss" in r] == [1, 2, 3, 4]
     ev = run_cli(stoker_cmd, "eval", str(out), cwd=project, check=True)
-    assert "valid/loss:" in ev.stdout
+    assert "split: valid" in ev.stdout and "eval/loss:" in ev.stdout
     gen = run_cli(stoker_cmd, "generate", "text", "--checkpoint", str(out), "-p", "def ",
                   "-n", "8", cwd=project, check=True)
     assert gen.stdout.startswith("def ") and len(gen.stdout.strip()) > len("def")

@@ -31,6 +31,7 @@ import errno
 import json
 import os
 import shlex
+import shutil
 import socket
 import sys
 import time
@@ -40,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from stoker.atomic import atomic_write_text
 from stoker.config.secrets import mask_argv
-from stoker.errors import UserError
+from stoker.errors import OutputError, UserError, write_failure
 
 if TYPE_CHECKING:  # pragma: no cover
     from stoker.train.distributed import DistEnv
@@ -136,6 +137,17 @@ class RunDirLock:
         if self.held:
             return self
         self.created = self.created or not self.run_dir.exists()
+        try:
+            return self._acquire()
+        except OSError:  # a full disk, a file in the way: leave no directory we made
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            if self.created:
+                shutil.rmtree(self.run_dir, ignore_errors=True)
+            raise
+
+    def _acquire(self) -> RunDirLock:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.run_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         import fcntl
@@ -216,6 +228,7 @@ def claim_run_dir(plan: RunPlan, *, name: str, output_dir: str | None, resume: s
 
     lock: RunDirLock | None = None
     error: str | None = None
+    disk_failure = False  # a full disk or I/O error: a failed run (exit 1), not bad input
     if env.is_rank_zero:
         for _ in range(5):
             try:
@@ -227,15 +240,17 @@ def claim_run_dir(plan: RunPlan, *, name: str, output_dir: str | None, resume: s
                     break
                 plan = plan_run_dir(name=name, output_dir=output_dir, resume=resume or "auto")
             except OSError as exc:  # not writable, a file in the way: every rank must hear it
-                error = (f"cannot take the run directory {plan.run_dir}: "
-                         f"{exc.strerror or exc}; choose another output_dir")
+                failure = write_failure(exc, f"the run directory {plan.run_dir}",
+                                        "Free space on that disk, or point output_dir at "
+                                        "another one; nothing of this run was kept.")
+                error, disk_failure = str(failure), not isinstance(failure, UserError)
                 break
         else:
             error = f"could not find a free run directory for '{name}' (last tried {plan.run_dir})"
         if lock is not None and not plan.auto_named and plan.resume_from is None \
                 and (resume or "auto") == "auto":
             plan = plan_run_dir(name=name, output_dir=output_dir, resume="auto")
-    error, plan = dist_utils.broadcast_object((error, plan), env)
+    error, disk_failure, plan = dist_utils.broadcast_object((error, disk_failure, plan), env)
     if error is not None:
-        raise RunDirBusy(error)
+        raise OutputError(error) if disk_failure else RunDirBusy(error)
     return plan, lock
