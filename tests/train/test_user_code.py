@@ -183,6 +183,25 @@ def test_craft_workflow_trains_evaluates_and_generates(stoker_cmd, project: Path
     gen = run_cli(stoker_cmd, "generate", "text", "--checkpoint", str(out), "-p", "def ",
                   "-n", "8", cwd=project, check=True)
     assert gen.stdout.startswith("def ") and len(gen.stdout.strip()) > len("def")
+    # an archive of your own model: its modules run only when trusted, then it generates
+    archive = tmp_path / "mine.stoker"
+    run_cli(stoker_cmd, "pack", "--checkpoint", str(out), "--output", str(archive),
+            cwd=project, check=True)
+    refused = run_cli(stoker_cmd, "generate", "text", "-c", str(archive), "-p", "def ",
+                      "-n", "8", cwd=project)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr
+    assert "imports[0] = craft_demo.models" in refused.stderr, refused.stderr
+    assert "--trust craft_demo" in refused.stderr
+    packed = run_cli(stoker_cmd, "generate", "text", "-c", str(archive), "-p", "def ", "-n",
+                     "8", "--temperature", "0", "--trust", "craft_demo", cwd=project,
+                     check=True)
+    greedy = run_cli(stoker_cmd, "generate", "text", "-c", str(out), "-p", "def ", "-n", "8",
+                     "--temperature", "0", cwd=project, check=True)
+    assert packed.stdout == greedy.stdout  # the same weights, restored from the archive
+    hf = run_cli(stoker_cmd, "export", "hf", "-c", str(archive), "--output",
+                 str(tmp_path / "hf"), "--trust", "craft_demo", cwd=project)
+    assert hf.returncode == 2 and "supports: gpt" in hf.stderr, hf.stderr
+    assert not (tmp_path / "hf").exists()
 
 
 def test_import_option_loads_a_module_the_config_does_not_name(stoker_cmd, project: Path,

@@ -171,9 +171,17 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "untrusted-artifact-eval-imports",
         "stoker eval art://... builds the registry's config untrusted",
-        (Edit("train/evaluate.py",
-              'allowed = tuple(trust) if str(path).startswith("art://") else None',
-              "allowed = None  # MUTATION"),),
+        (Edit("package/source.py",
+              'trust=tuple(trust) if text.startswith("art://") else None,',
+              "trust=None,  # MUTATION"),),
         ("tests/train/test_lineage.py::test_eval_of_a_model_artifact_imports_only_trusted_modules",),
+    ),
+    Mutation(
+        "archive-imports-untrusted",
+        "an archive's imports: (the modules of your own model) run only after --trust names them",
+        (Edit("package/trust.py",
+              "    named += [(f\"imports[{i}]\", str(m)) for i, m in\n",
+              "    named += [] and [(f\"imports[{i}]\", str(m)) for i, m in  # MUTATION\n"),),
+        ("tests/train/test_user_code.py::test_craft_workflow_trains_evaluates_and_generates",),
     ),
 ]

@@ -53,9 +53,10 @@ def export_hf(source: str, output: str | os.PathLike[str], *,
     if out.exists() and not force:
         raise UserError(f"--output {out} exists; choose another directory or pass --force")
     restored = open_model(source, trust=trust)
-    arch = getattr(restored.model.config, "architecture", None)
+    arch = getattr(getattr(restored.model, "config", None), "architecture", None)
     if arch != "gpt":
-        raise UserError(f"{source} is a {arch!r} model; `stoker export hf` supports: gpt "
+        what = repr(arch) if arch else f"your own ({type(restored.model).__name__})"
+        raise UserError(f"{source} is a {what} model; `stoker export hf` supports: gpt "
                         "(exported as LlamaForCausalLM)")
     hf_model = to_hf(restored.model)
     tok = hf_tokenizer(restored.tokenizer) if restored.tokenizer is not None else None

@@ -24,7 +24,7 @@ from stoker.package.archive import FORMAT, ArchiveWriter
 __all__ = ["ARCHIVE_REF", "pack", "write_archive"]
 
 ARCHIVE_REF = "archive:"
-_EVAL_KEYS = ("data", "model_inputs", "losses", "metrics")
+_EVAL_KEYS = ("data", "model_inputs", "model_outputs", "losses", "metrics")
 
 
 def _dedupe(state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -63,6 +63,7 @@ def write_archive(
     tokenizer: Any | None,
     lineage: dict[str, Any],
     eval_section: dict[str, Any] | None = None,
+    imports: list[str] | None = None,
 ) -> Path:
     """Write a ``.stoker`` archive atomically (nothing appears at ``output`` on failure)."""
     from safetensors.torch import save as st_save
@@ -87,6 +88,9 @@ def write_archive(
         "tied": tied,
         "tokenizer": "tokenizer" if tokenizer is not None else None,
         "eval": _file_refs(eval_section, register, "eval") if eval_section else None,
+        # the modules that define your own model (its run's `imports:`): restoring loads
+        # them, once they are trusted (`--trust`)
+        "imports": list(imports or []),
     }
     with ArchiveWriter(out) as w:
         w.add_json("config.json", config)
@@ -131,7 +135,7 @@ def _data_lineage(data_path: str | None) -> dict[str, Any]:
 
 def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -> Path:
     """Pack a run directory, a checkpoint step directory or an ``art://`` model."""
-    from stoker.package.source import checkpoint_dir
+    from stoker.package.source import checkpoint_dir, model_section
     from stoker.train.checkpoint import read_marker
     from stoker.train.loading import load_trained
 
@@ -159,7 +163,9 @@ def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -
         from stoker.artifacts.registry import resolve_registry
 
         lineage["source"]["artifact"] = resolve_registry(registry).resolve(source).uri
-    model_cfg = trained.model.config.model_dump(mode="json")
     eval_section = {k: config[k] for k in _EVAL_KEYS if k in config}
-    return write_archive(output, model_config=model_cfg, state_dict=trained.model.state_dict(),
-                         tokenizer=trained.tokenizer, lineage=lineage, eval_section=eval_section)
+    imports = config.get("imports") or []
+    return write_archive(output, model_config=model_section(trained),
+                         state_dict=trained.model.state_dict(), tokenizer=trained.tokenizer,
+                         lineage=lineage, eval_section=eval_section,
+                         imports=[imports] if isinstance(imports, str) else list(imports))

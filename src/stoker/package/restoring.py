@@ -132,13 +132,19 @@ def load_weights(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[
 
 
 def restore(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] = (),
-            device: str = "cpu") -> Restored:
-    """Model (eval mode, on ``device``) and tokenizer from a ``.stoker`` archive."""
+            device: str = "cpu", imports: tuple[str, ...] | list[str] = ()) -> Restored:
+    """Model (eval mode, on ``device``) and tokenizer from a ``.stoker`` archive.
+
+    An archive of your own model names the modules that define it (``imports``); they are
+    imported only after the trust check passed (``--trust``), with ``imports`` as extra
+    modules of your own (``--import``)."""
     import torch
 
+    from stoker.config.plugins import load_user_code
     from stoker.models import build_model, parse_model_config
 
     contents = load_weights(path, trust=trust)
+    load_user_code(contents.config.get("imports") or None, extra=tuple(imports))
     try:
         model_cfg = parse_model_config(contents.config["model"])
     except ConfigError as e:

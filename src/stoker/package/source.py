@@ -75,7 +75,7 @@ def _artifact_archive(uri: str, registry: Any) -> Path | None:
     return p if p.is_file() else None
 
 
-def _model_section(trained: Any) -> dict[str, Any]:
+def model_section(trained: Any) -> dict[str, Any]:
     """The model's config as built (a built-in model's carries the vocabulary it was built
     with); your own ``_target_`` model's is its recipe node."""
     built = getattr(trained.model, "config", None)
@@ -96,7 +96,7 @@ def open_model(spec: str | os.PathLike[str], *, trust: tuple[str, ...] | list[st
     if text.startswith("art://"):
         archived = _artifact_archive(text, registry)
         if archived is not None:
-            return restore(archived, trust=trust, device=device)
+            return restore(archived, trust=trust, device=device, imports=imports)
     else:
         p = Path(text).expanduser()
         if p.is_file():
@@ -104,7 +104,7 @@ def open_model(spec: str | os.PathLike[str], *, trust: tuple[str, ...] | list[st
                 raise ArchiveError(f"{p} is a file but not a stoker model archive; give a "
                                    ".stoker file from `stoker pack`, a run directory, a "
                                    "checkpoint step directory or art://NAME")
-            return restore(p, trust=trust, device=device)
+            return restore(p, trust=trust, device=device, imports=imports)
         if not p.exists():
             raise CheckpointError(f"{p} does not exist; give a .stoker archive, a run "
                                   "directory, a checkpoint step directory or art://NAME")
@@ -117,7 +117,7 @@ def open_model(spec: str | os.PathLike[str], *, trust: tuple[str, ...] | list[st
                            trust=tuple(trust) if text.startswith("art://") else None,
                            imports=imports)
     config = {
-        "model": _model_section(trained),
+        "model": model_section(trained),
         "tokenizer": None,
         "eval": {k: trained.config[k] for k in ("data", "model_inputs", "model_outputs",
                                                 "losses", "metrics")

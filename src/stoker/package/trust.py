@@ -21,8 +21,11 @@ def check_targets(tree: Any, trust: Iterable[str] = (), *, source: str = "archiv
     """Raise :class:`ArchiveError` listing every ``_target_`` outside stoker, torch and
     ``trust`` (the rule of :func:`stoker.config.targets.untrusted_module`), all at once."""
     trusted = [t.strip() for t in trust if t and t.strip()]
-    bad = [(p, t, m) for p, t in iter_targets(tree)
-           if (m := untrusted_module(t, trusted)) is not None]
+    named = list(iter_targets(tree))
+    wanted = tree.get("imports") if isinstance(tree, dict) else None
+    named += [(f"imports[{i}]", str(m)) for i, m in
+              enumerate([wanted] if isinstance(wanted, str) else wanted or [])]
+    bad = [(p, t, m) for p, t in named if (m := untrusted_module(t, trusted)) is not None]
     if bad:
         shown = "\n  ".join(f"{p} = {t}" for p, t, _ in bad)
         mods = " ".join(sorted({"--trust " + m for _, _, m in bad}))
