@@ -637,13 +637,13 @@ class Trainer:
         call it at the same step; a sharded commit is a collective)."""
         if self.recipe.checkpoint.async_save:
             path = self.checkpoints.poll()
-            if path is not None:
+            if path is not None and self.is_rank_zero:
                 log.info("committed checkpoint %s", path)
 
     def _wait_checkpoint(self) -> None:
         """Block until the checkpoint write in flight (if any) is committed."""
         path = self.checkpoints.wait()
-        if path is not None:
+        if path is not None and self.is_rank_zero:
             log.info("committed checkpoint %s", path)
 
     def _settle_failed_save(self) -> None:
