@@ -117,7 +117,7 @@ def test_async_with_a_sharded_format_needs_fsdp2(stoker_cmd, tiny_data: Path,
                                                  tmp_path: Path) -> None:
     proc = run_cli(stoker_cmd, "train", "gpt-char",
                    *tiny_overrides(tiny_data, tmp_path / "r"), "checkpoint.format=sharded",
-                   "checkpoint.async=true", "trainer.distributed=ddp", "--dryrun")
+                   "checkpoint.async=true", "trainer.distributed=ddp", "--yes")
     assert proc.returncode == 2, proc.stderr
     assert "checkpoint.format=sharded" in proc.stderr and "trainer.distributed=fsdp2" in proc.stderr
     assert "Traceback" not in proc.stderr and not (tmp_path / "r").exists()
@@ -150,7 +150,8 @@ _HOLD = textwrap.dedent("""
     _real = sharded._records
     def _records(dcp_dir, rank, algo):
         if "step-00000006" in str(dcp_dir):
-            open(os.environ["STOKER_TEST_FLAG"] + str(rank), "w").close()
+            with open(os.environ["STOKER_TEST_FLAG"] + str(rank), "w") as f:
+                f.write(str(os.getpid()))
             time.sleep(120)
         return _real(dcp_dir, rank, algo)
     sharded._records = _records
@@ -173,10 +174,13 @@ def async_runs(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     proc = _torchrun(2, killed, tiny_data, "checkpoint.async=true", env=env, wait=False)
     try:
         deadline = time.monotonic() + 240
-        while not (Path(f"{flag}0").exists() and Path(f"{flag}1").exists()):
+        while not all(Path(f"{flag}{r}").exists() and Path(f"{flag}{r}").read_text()
+                      for r in (0, 1)):
             assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
             assert time.monotonic() < deadline, "the async save never started"
             time.sleep(0.1)
+        for r in (0, 1):  # torchrun's workers run in sessions of their own
+            os.kill(int(Path(f"{flag}{r}").read_text()), signal.SIGKILL)
         os.killpg(proc.pid, signal.SIGKILL)
     finally:
         if proc.poll() is None:
