@@ -184,4 +184,34 @@ MUTATIONS: list[Mutation] = [
               "    named += [] and [(f\"imports[{i}]\", str(m)) for i, m in  # MUTATION\n"),),
         ("tests/train/test_user_code.py::test_craft_workflow_trains_evaluates_and_generates",),
     ),
+    Mutation(
+        "sharded-marker-before-all-ranks",
+        "a sharded checkpoint's marker is written only after every rank reported its files",
+        (Edit("train/checkpoint/manager.py",
+              "                for r in reports:\n                    files.update(r[\"files\"])\n",
+              "                files.update(reports[0][\"files\"])  # MUTATION: rank 0 only\n"),
+         Edit("train/checkpoint/manager.py",
+              "                if on_disk != listed:\n",
+              "                if False:  # MUTATION\n")),
+        ("tests/train/test_checkpoint_scale.py::"
+         "test_fsdp2_saves_sharded_and_the_marker_lists_every_ranks_files",),
+    ),
+    Mutation(
+        "dcp-metadata-checksum-unchecked",
+        "DCP's pickled metadata is unpickled only after its checksum matched the marker",
+        (Edit("train/checkpoint/sharded.py",
+              "    buf = read_verified(step_dir, rel, files[rel], algo)\n",
+              "    buf = (step_dir / rel).read_bytes()  # MUTATION: no checksum\n"),),
+        ("tests/train/test_checkpoint_scale.py::"
+         "test_dcp_metadata_is_checked_before_it_is_unpickled",),
+    ),
+    Mutation(
+        "async-save-not-staged",
+        "a background save writes a copy taken at the step, not tensors training changes",
+        (Edit("train/checkpoint/manager.py",
+              'sink.tensors = {n: t.detach().to("cpu", copy=True) for n, t in sink.tensors.items()}',
+              "pass  # MUTATION: no staging copy"),),
+        ("tests/train/test_checkpoint_scale.py::"
+         "test_background_save_stages_a_copy_and_commits_only_when_written",),
+    ),
 ]

@@ -18,7 +18,8 @@ from torch import nn
 from stoker.models.unwrap import unwrap_model
 
 __all__ = ["DistEnv", "setup", "teardown", "wrap_model", "all_reduce_mean", "any_flag",
-           "full_model_state", "load_full_model_state", "full_optim_state", "load_full_optim_state"]
+           "full_model_state", "load_full_model_state", "full_optim_state", "load_full_optim_state",
+           "sharded_state", "load_sharded_state"]
 
 
 @dataclass(frozen=True)
@@ -165,6 +166,9 @@ def full_optim_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict
 def load_full_optim_state(
     model: nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]
 ) -> None:
+    """Load a full optimizer state of either spelling: keyed by parameter index (what
+    ``optimizer.state_dict()`` saves in single/DDP runs) or by parameter name (what FSDP2
+    and sharded checkpoints hold), so a checkpoint moves between the two freely."""
     if is_sharded(model):
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
@@ -172,7 +176,63 @@ def load_full_optim_state(
         )
 
         set_optimizer_state_dict(
-            model, optimizer, state, options=StateDictOptions(full_state_dict=True)
+            model, optimizer, _optim_by_name(model, optimizer, state),
+            options=StateDictOptions(full_state_dict=True)
         )
         return
-    optimizer.load_state_dict(state)
+    optimizer.load_state_dict(_optim_by_index(model, optimizer, state))
+
+
+def _param_names(model: nn.Module, optimizer: torch.optim.Optimizer) -> list[str]:
+    """The name of each optimizer parameter, in the index order of ``optimizer.state_dict()``."""
+    names = {id(p): n for n, p in unwrap_model(model).named_parameters()}
+    return [names[id(p)] for g in optimizer.param_groups for p in g["params"]]
+
+
+def _keyed_by_name(state: dict[str, Any]) -> bool:
+    groups = state.get("param_groups") or []
+    return any(isinstance(p, str) for g in groups for p in g.get("params", []))
+
+
+def _optim_by_name(model: nn.Module, optimizer: torch.optim.Optimizer,
+                   state: dict[str, Any]) -> dict[str, Any]:
+    if _keyed_by_name(state):
+        return state
+    names = _param_names(model, optimizer)
+    return {"state": {names[int(i)]: v for i, v in state.get("state", {}).items()},
+            "param_groups": [{**g, "params": [names[int(i)] for i in g["params"]]}
+                             for g in state.get("param_groups", [])]}
+
+
+def _optim_by_index(model: nn.Module, optimizer: torch.optim.Optimizer,
+                    state: dict[str, Any]) -> dict[str, Any]:
+    if not _keyed_by_name(state):
+        return state
+    index = {n: i for i, n in enumerate(_param_names(model, optimizer))}
+    return {"state": {index[n]: v for n, v in state.get("state", {}).items()},
+            "param_groups": [{**g, "params": [index[n] for n in g["params"]]}
+                             for g in state.get("param_groups", [])]}
+
+
+def sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer
+                  ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Model and optimizer state as this rank holds them (FSDP2: DTensor shards, no gather),
+    keyed by parameter name: what a sharded checkpoint saves, and the targets it loads into."""
+    from torch.distributed.checkpoint.state_dict import (
+        get_model_state_dict,
+        get_optimizer_state_dict,
+    )
+
+    return get_model_state_dict(model), get_optimizer_state_dict(model, optimizer)
+
+
+def load_sharded_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                       model_state: dict[str, Any], optim_state: dict[str, Any]) -> None:
+    """Put state shaped like :func:`sharded_state`'s back into the model and optimizer."""
+    from torch.distributed.checkpoint.state_dict import (
+        set_model_state_dict,
+        set_optimizer_state_dict,
+    )
+
+    set_model_state_dict(model, model_state)
+    set_optimizer_state_dict(model, optimizer, optim_state)

@@ -260,7 +260,9 @@ class TrainerConfig(_Strict):
 
 
 class CheckpointConfig(_Strict):
-    """When checkpoints are written and which are kept."""
+    """When checkpoints are written, how, and which are kept."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
     every_steps: int | None = Field(500, gt=0, description="Save every N steps.")
     every_minutes: float | None = Field(None, gt=0, description="Save every N minutes.")
@@ -271,6 +273,18 @@ class CheckpointConfig(_Strict):
     fsync: bool = Field(True, description="fsync files before the commit marker.")
     allow_nonfinite: bool = Field(False, description="Resume from a checkpoint whose weights "
                                   "hold NaN/inf (debugging only; refused by default).")
+    # `async` is a Python keyword: the field is async_save, the key users write is `async`.
+    async_save: bool = Field(
+        False, alias="async",
+        description="Write checkpoints in the background while training goes on (one CPU "
+        "staging copy; at most one save in flight; the commit marker appears when the write "
+        "is complete; signals and the end of the run wait for it).")
+    format: Literal["auto", "full", "sharded"] = Field(
+        "auto",
+        description="full: one process writes the whole state (single process, DDP). "
+        "sharded: every rank writes its own shards with torch.distributed.checkpoint (needs "
+        "trainer.distributed=fsdp2). auto: sharded under FSDP2 with several processes, "
+        "else full.")
 
 
 class TrainRecipe(_Strict):
@@ -339,6 +353,11 @@ class TrainRecipe(_Strict):
                 f"model.architecture={arch} is a language model and needs "
                 "token data (data.type=tokens)"
             )
+        if self.checkpoint.format == "sharded" and self.trainer.distributed != "fsdp2":
+            raise ValueError(
+                "checkpoint.format=sharded writes FSDP2 shards and needs "
+                f"trainer.distributed=fsdp2 (got {self.trainer.distributed}); use "
+                "checkpoint.format=auto or full with DDP")
         seq = getattr(self.data, "seq_len", None)
         max_len = getattr(self.model, "max_seq_len", None)
         if isinstance(seq, int) and isinstance(max_len, int) and seq > max_len:

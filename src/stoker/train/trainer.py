@@ -209,6 +209,7 @@ class Trainer:
                 self._train_loop()
             return self._finish()
         except BaseException as exc:
+            self._settle_failed_save()
             if not isinstance(exc, Interrupted):
                 self.callbacks.on_exception(self, exc)
             raise
@@ -312,21 +313,48 @@ class Trainer:
         if plan.resume_from is None:
             return False
         from stoker.train.checkpoint import load_checkpoint, resolve_checkpoint
+        from stoker.train.checkpoint.load import sharded_model_shapes
 
         path = resolve_checkpoint(plan.resume_from, missing_ok=True)
         if path is None:
             log.info("no committed checkpoint in %s: starting from step 0", plan.resume_from)
             return False
-        state = load_checkpoint(path, map_location=self.device,
-                                allow_nonfinite=self.recipe.checkpoint.allow_nonfinite)
-        self._load_state(state, path)
+        shapes = sharded_model_shapes(path)  # None: a full-state checkpoint
+        if shapes is not None and dist_utils.is_sharded(self._train_model):
+            # shards to shards: each rank reads its slices at this world size (DCP reshards)
+            self._check_shapes(shapes, path)
+            state = self._load_sharded(path)
+            self._load_state(state, path, sharded=True)
+        else:  # full state, or a sharded checkpoint consolidated in this process
+            state = load_checkpoint(path, map_location=self.device,
+                                    allow_nonfinite=self.recipe.checkpoint.allow_nonfinite)
+            self._load_state(state, path)
         log.info("resumed from %s (step %d)", path, self.step)
         return True
 
-    def _load_state(self, state: Mapping[str, Any], path: Path) -> None:
+    def _load_sharded(self, path: Path) -> dict[str, Any]:
+        """A sharded checkpoint straight into this rank's shards; every rank agrees on failure."""
+        from stoker.train.checkpoint import load_checkpoint
+        from stoker.train.checkpoint.sharded import split_for_dcp
+
+        model_state, optim_state = dist_utils.sharded_state(self._train_model, self.optimizer)
+        _, targets = split_for_dcp({"model": model_state, "optimizer": optim_state})
+        state: dict[str, Any] = {}
+        error: CheckpointError | None = None
+        try:
+            state = load_checkpoint(path, map_location=self.device, into=targets,
+                                    allow_nonfinite=self.recipe.checkpoint.allow_nonfinite)
+        except CheckpointError as exc:
+            error = exc
+        if dist_utils.any_flag(error is not None, self.env):
+            raise error or CheckpointError(
+                f"checkpoint {path} could not be loaded on another rank; see that rank's error")
+        return state
+
+    def _check_shapes(self, weights: Mapping[str, Any], path: Path) -> None:
         from stoker.train.checkpoint import check_model_compatible
 
-        problems = check_model_compatible(self.model, state["model"])
+        problems = check_model_compatible(self.model, weights)
         if problems:
             raise CheckpointError(
                 f"checkpoint {path} was saved from a model of a different shape:\n  "
@@ -334,8 +362,16 @@ class Trainer:
                 + "\nUse the model settings of that run (its config.yaml), or resume=never "
                 "to start a fresh run with this shape."
             )
-        dist_utils.load_full_model_state(self._train_model, state["model"])
-        dist_utils.load_full_optim_state(self._train_model, self.optimizer, state["optimizer"])
+
+    def _load_state(self, state: Mapping[str, Any], path: Path, *, sharded: bool = False) -> None:
+        self._check_shapes(state["model"], path)
+        if sharded:
+            dist_utils.load_sharded_state(self._train_model, self.optimizer, state["model"],
+                                          state["optimizer"])
+        else:
+            dist_utils.load_full_model_state(self._train_model, state["model"])
+            dist_utils.load_full_optim_state(self._train_model, self.optimizer,
+                                             state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.precision.load_state_dict(state.get("scaler"))
         self.callbacks.load_state_dict(state.get("callbacks") or {})
@@ -438,12 +474,14 @@ class Trainer:
                 stop_if_not_finite(self, self.step, metrics, ("loss",))
 
             self._sync_flags()
+            self._poll_checkpoint()
             if self.should_stop and self.stop_failed:
                 raise RunError(self.stop_reason)
             if t.eval_every and self.step % t.eval_every == 0 and self.step < target:
                 self.run_eval()
             if self._signals.received is not None:
                 self._save_checkpoint()
+                self._wait_checkpoint()  # an async write completes before the process exits
                 raise self._signals.interrupted(self.step, self.run_dir)
             if self.step < target and self._checkpoint_due():  # the end saves after its eval
                 self._save_checkpoint()
@@ -542,13 +580,22 @@ class Trainer:
         self.callbacks.on_eval_end(self, self.step, out)
         return out
 
-    def state_dict(self) -> dict[str, Any]:
-        """Everything needed to continue exactly (see CheckpointManager for the format)."""
+    def state_dict(self, *, sharded: bool = False) -> dict[str, Any]:
+        """Everything needed to continue exactly (see CheckpointManager for the format).
+
+        ``sharded``: model and optimizer as this rank holds them (FSDP2 shards, no gather),
+        for a sharded checkpoint; otherwise full tensors (FSDP2 gathers them).
+        """
         from stoker.train.rng import capture_rng_state
 
+        if sharded:
+            model_state, optim_state = dist_utils.sharded_state(self._train_model, self.optimizer)
+        else:
+            model_state = dist_utils.full_model_state(self._train_model)
+            optim_state = dist_utils.full_optim_state(self._train_model, self.optimizer)
         return {
-            "model": dist_utils.full_model_state(self._train_model),
-            "optimizer": dist_utils.full_optim_state(self._train_model, self.optimizer),
+            "model": model_state,
+            "optimizer": optim_state,
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.precision.state_dict(),
             "rng": capture_rng_state(),
@@ -570,21 +617,67 @@ class Trainer:
         """Save now (callbacks may call it); rank 0 writes, every rank takes part."""
         return self._save_checkpoint()
 
+    def _sharded_saves(self) -> bool:
+        """checkpoint.format: sharded, full, or auto (sharded when FSDP2 shards the model)."""
+        fmt = self.recipe.checkpoint.format
+        if fmt == "auto":
+            return dist_utils.is_sharded(self._train_model)
+        return fmt == "sharded"
+
     def _save_checkpoint(self) -> Path | None:
         if self._last_save_step == self.step:
             return self._last_checkpoint
-        state = self.state_dict()  # collective under FSDP: every rank builds it
+        background = self.recipe.checkpoint.async_save
+        metrics = {**self.last_metrics, **self.last_eval}
         path = None
+        if self._sharded_saves():  # every rank writes its own shards
+            state = self.state_dict(sharded=True)
+            if self.is_rank_zero:
+                self.callbacks.on_checkpoint_save(self, state)
+            path = self.checkpoints.save_sharded(self.step, state, metrics=metrics,
+                                                 background=background)
+        else:
+            state = self.state_dict()  # collective under FSDP: every rank builds it
+            if self.is_rank_zero:
+                self.callbacks.on_checkpoint_save(self, state)
+                path = self.checkpoints.save(self.step, state, metrics=metrics,
+                                             background=background)
+            if not background:
+                dist_utils.barrier(self.env)
         if self.is_rank_zero:
-            self.callbacks.on_checkpoint_save(self, state)
-            metrics = {**self.last_metrics, **self.last_eval}
-            path = self.checkpoints.save(self.step, state, metrics=metrics)
-            log.info("saved checkpoint %s", path)
-        dist_utils.barrier(self.env)
+            log.info("%s checkpoint %s", "writing" if background else "saved", path)
         self._last_save_step = self.step
         self._last_save_time = time.monotonic()
         self._last_checkpoint = path or self._last_checkpoint
         return path
+
+    def _poll_checkpoint(self) -> None:
+        """With checkpoint.async: commit the write in flight once it is complete (all ranks
+        call it at the same step; a sharded commit is a collective)."""
+        if self.recipe.checkpoint.async_save:
+            path = self.checkpoints.poll()
+            if path is not None and self.is_rank_zero:
+                log.info("committed checkpoint %s", path)
+
+    def _wait_checkpoint(self) -> None:
+        """Block until the checkpoint write in flight (if any) is committed."""
+        path = self.checkpoints.wait()
+        if path is not None and self.is_rank_zero:
+            log.info("committed checkpoint %s", path)
+
+    def _settle_failed_save(self) -> None:
+        """On a failing run, finish a full-state background write (local to rank 0, so safe);
+        a sharded one needs every rank and is left uncommitted (swept by the next save)."""
+        if self.checkpoints is None or self.checkpoints.pending() is None:
+            return
+        if self._sharded_saves():
+            log.warning("run failed while sharded checkpoint %s was being written; it was "
+                        "not committed", self.checkpoints.pending())
+            return
+        try:
+            self._wait_checkpoint()
+        except CheckpointError as exc:
+            log.error("the checkpoint being written when the run failed was lost: %s", exc)
 
     # ---------------------------------------------------------------- finish
     def _finish(self) -> FitResult:
@@ -595,6 +688,7 @@ class Trainer:
         if not paused or (t.eval_every and self.step % t.eval_every == 0):
             self.run_eval()
         ckpt = self._save_checkpoint()
+        self._wait_checkpoint()  # the end of a run waits for an async write
         if self.should_stop:
             status, msg = "stopped", f"stopped at step {self.step}: {self.stop_reason or 'a callback asked to stop'}"
         elif paused:

@@ -24,7 +24,12 @@ One module per job:
 - :mod:`.codec`: the state tree <-> JSON with tensor references;
 - :mod:`.load`: loading and verifying, and the "corrupted, use this one instead" errors;
 - :mod:`.manager`: :class:`CheckpointManager` (atomic save, queries, pruning);
-- :mod:`.model_shapes`: whether a checkpoint's weights fit a model.
+- :mod:`.model_shapes`: whether a checkpoint's weights fit a model;
+- :mod:`.sharded`: FSDP2 checkpoints whose model and optimizer shards each rank writes
+  with ``torch.distributed.checkpoint`` into ``dcp/`` (resharded or consolidated on load).
+
+Saves can also run in the background (:meth:`CheckpointManager.save` with
+``background=True``): one staging copy, at most one save in flight, the marker last.
 """
 from __future__ import annotations
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import zlib
 from typing import Any
 
-__all__ = ["ALGORITHMS", "Hasher"]
+__all__ = ["ALGORITHMS", "Hasher", "file_record"]
 
 ALGORITHMS = ("crc32", "sha256", "none")
 
@@ -71,3 +71,21 @@ class Hasher:
         if self._h is not None:
             return self._h.hexdigest()
         return ""
+
+
+def file_record(path: Any, algo: str) -> dict[str, Any]:
+    """``{"size": N, algo: digest}`` of a file already on disk, read in 16 MB chunks.
+
+    Used for files another writer produced (DCP's shard files), so their sizes and
+    checksums go into the commit marker like those of the files stoker writes itself.
+    """
+    hasher = Hasher(algo)
+    size = 0
+    with open(path, "rb") as f:
+        while chunk := f.read(16 << 20):
+            size += len(chunk)
+            hasher.update(chunk)
+    rec: dict[str, Any] = {"size": size}
+    if algo != "none":
+        rec[algo] = hasher.hexdigest()
+    return rec

@@ -16,6 +16,7 @@ import math
 import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from stoker.errors import CheckpointError
@@ -23,9 +24,18 @@ from stoker.errors import CheckpointError
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["TensorSink", "decode", "encode_state", "tensor_refs"]
+__all__ = ["DcpRef", "TensorSink", "decode", "encode_state", "tensor_refs"]
 
-TAGS = frozenset({"__tensor__", "__tuple__", "__dict__", "__float__", "__ndarray__", "__bytes__"})
+TAGS = frozenset({"__tensor__", "__tuple__", "__dict__", "__float__", "__ndarray__", "__bytes__",
+                  "__dcp__"})
+
+
+@dataclass(frozen=True)
+class DcpRef:
+    """A tensor kept in the step's sharded ``dcp/`` files under ``name`` (``{"__dcp__": name}``
+    in ``state.json``); :mod:`.sharded` swaps these for tensors when loading."""
+
+    name: str
 
 
 class TensorSink:
@@ -95,6 +105,8 @@ def _encode(obj: Any, parts: list[str], sink: TensorSink, where: str) -> Any:
         return {"__float__": "nan" if math.isnan(obj) else ("inf" if obj > 0 else "-inf")}
     if isinstance(obj, torch.Tensor):
         return {"__tensor__": sink.add(parts, obj)}
+    if isinstance(obj, DcpRef):
+        return {"__dcp__": obj.name}
     if isinstance(obj, Mapping):
         if all(isinstance(k, str) for k in obj) and not (TAGS & set(obj)):
             return {k: _encode(v, [*parts, k], sink, f"{where}.{k}") for k, v in obj.items()}
@@ -155,6 +167,8 @@ def decode(obj: Any, tensors: Mapping[str, Any]) -> Any:
             return {decode(k, tensors): decode(v, tensors) for k, v in val}
         if tag == "__float__":
             return float(val)
+        if tag == "__dcp__" and isinstance(val, str):
+            return DcpRef(val)
         if tag == "__bytes__":
             return base64.b64decode(val)
         if tag == "__ndarray__":

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,13 @@ from stoker.train.checkpoint.layout import (
     read_marker,
     step_dir_name,
 )
+from stoker.train.checkpoint.sharded import (
+    fill_refs,
+    load_dcp,
+    local_tensor,
+    read_dcp_metadata,
+    ref_names,
+)
 from stoker.train.checkpoint.tensors import (
     DamagedFile,
     describe_nonfinite,
@@ -32,7 +39,7 @@ from stoker.train.checkpoint.tensors import (
     read_verified,
 )
 
-__all__ = ["FINITE_KEYS", "load_checkpoint", "verify_checkpoint"]
+__all__ = ["FINITE_KEYS", "load_checkpoint", "sharded_model_shapes", "verify_checkpoint"]
 
 # State keys whose tensors must be finite to be saved or loaded (callback state may hold inf).
 FINITE_KEYS = ("model", "optimizer")
@@ -53,8 +60,18 @@ def load_checkpoint(
     map_location: Any = "cpu",
     keys: Iterable[str] | None = None,
     allow_nonfinite: bool = False,
+    into: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Load a step directory back into the state dict that was saved.
+
+    A sharded checkpoint (its marker has ``"sharded"``; :mod:`.sharded`) keeps model and
+    optimizer tensors in DCP files. Without ``into`` they are consolidated into full CPU
+    tensors in this process (no process group needed: ``stoker eval``/``generate``/
+    ``pack``/``export hf`` and a resume at world size 1 read it so). With ``into`` (DCP key
+    -> tensor or DTensor of the current model, see :func:`.sharded.split_for_dcp`), DCP
+    loads each rank's slices straight into those tensors, resharding to this world size;
+    every rank must call it then. Either way each DCP file is verified (size, checksum)
+    before DCP reads it, and DCP's pickled metadata only after its checksum matched.
 
     ``keys`` limits loading to some top-level entries (``("model", "config")`` for
     evaluation reads neither the optimizer file nor its checksum). Sizes and checksums of
@@ -100,7 +117,60 @@ def load_checkpoint(
         _check_finite(path, tree, tensors)
     if map_location is not None and str(map_location) != "cpu":
         tensors = {k: v.to(map_location) for k, v in tensors.items()}
-    return decode(tree, tensors)
+    state = decode(tree, tensors)
+    names = ref_names(state)
+    if names:
+        state = _fill_sharded(path, marker, state, names, into, allow_nonfinite, map_location)
+    return state
+
+
+def sharded_model_shapes(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """Parameter name -> a meta tensor of its full shape, for a sharded checkpoint's model
+    (from DCP's verified metadata, no data read); None for a full-state checkpoint. Lets
+    :func:`~.model_shapes.check_model_compatible` name mismatches before anything loads."""
+    import torch
+    from torch.distributed.checkpoint.metadata import TensorStorageMetadata
+
+    path = Path(path)
+    marker = _require_marker(path)
+    if not isinstance(marker.get("sharded"), dict):
+        return None
+    try:
+        md = read_dcp_metadata(path, marker["files"], marker.get("checksum", "none"))
+    except DamagedFile as exc:
+        raise _corrupt(path, str(exc)) from None
+    return {name[len("model/"):]: torch.empty(tuple(m.size), dtype=m.properties.dtype,
+                                              device="meta")
+            for name, m in md.state_dict_metadata.items()
+            if name.startswith("model/") and isinstance(m, TensorStorageMetadata)}
+
+
+def _fill_sharded(path: Path, marker: dict[str, Any], state: dict[str, Any], names: list[str],
+                  into: Mapping[str, Any] | None, allow_nonfinite: bool, map_location: Any,
+                  ) -> dict[str, Any]:
+    """Replace the DCP references of a sharded checkpoint's state by loaded tensors."""
+    if not isinstance(marker.get("sharded"), dict):
+        raise _corrupt(path, f"{STATE_FILE} refers to sharded tensors but its marker is not "
+                             "a sharded checkpoint's")
+    algo = marker.get("checksum", "none")
+    try:
+        loaded = load_dcp(path, marker["files"], algo, names, into=into)
+    except DamagedFile as exc:
+        raise _corrupt(path, str(exc)) from None
+    if not allow_nonfinite:
+        checked = {n: local_tensor(t) for n, t in loaded.items()
+                   if n.split("/", 1)[0] in FINITE_KEYS}
+        bad = nonfinite(checked)
+        if bad:
+            details = "; ".join(f"DCP tensor '{n}' ({describe_nonfinite(checked[n])})"
+                                for n in bad)
+            raise CheckpointError(
+                f"checkpoint {path} holds non-finite weights and was not loaded: {details}. "
+                "To load it anyway for debugging, pass --allow-nonfinite (stoker eval, stoker "
+                "generate) or checkpoint.allow_nonfinite=true (stoker train).")
+    if into is None and map_location is not None and str(map_location) != "cpu":
+        loaded = {k: v.to(map_location) for k, v in loaded.items()}
+    return fill_refs(state, loaded)
 
 
 def _check_finite(path: Path, tree: dict[str, Any], tensors: dict[str, Any]) -> None:

@@ -20,7 +20,8 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from concurrent.futures import Future
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,20 @@ from stoker.train.checkpoint.tensors import (
 )
 
 __all__ = ["CheckpointInfo", "CheckpointManager"]
+
+
+@dataclass
+class _Pending:
+    """A save whose files are being written; committed by :meth:`CheckpointManager.finish_pending`."""
+
+    step: int
+    final: Path
+    future: Future[Any]
+    tmp: Path | None = None  # sharded: the temp dir every rank writes into
+    files: dict[str, Any] = field(default_factory=dict)  # sharded: rank 0's small files
+    metrics: dict[str, float] = field(default_factory=dict)
+    peak: int | None = None  # sharded: this rank's peak memory growth while saving
+    sharded: bool = False
 
 
 @dataclass(frozen=True)
@@ -109,6 +124,9 @@ class CheckpointManager:
         self.best_mode = best_mode
         self.fsync = fsync
         self.checksum = checksum
+        self._pending: _Pending | None = None  # the save in flight (background or sharded)
+        self._pool: Any = None  # the writer thread, made on the first background save
+        self._pg: Any = None  # the process group of DCP's writer thread
 
     # -- queries ---------------------------------------------------------------------
 
@@ -168,32 +186,43 @@ class CheckpointManager:
     # -- save ------------------------------------------------------------------------
 
     def save(
-        self, step: int, state: Mapping[str, Any], metrics: Mapping[str, float] | None = None
+        self, step: int, state: Mapping[str, Any], metrics: Mapping[str, float] | None = None,
+        *, background: bool = False,
     ) -> Path:
         """Write ``state`` as ``root/step-NNNNNNNN/`` atomically, then prune old ones.
 
         Raises CheckpointError (and leaves every earlier checkpoint as it was, with no
         partial directory visible) when the state holds an unsupported value, and
         CheckpointSaveError (exit 1; still a CheckpointError) when the disk fills up or fails.
+
+        With ``background=True`` the tensors are first copied to CPU (one staging copy;
+        training may change the originals at once), and a writer thread writes, commits and
+        prunes while the caller goes on; the returned path is committed only after
+        :meth:`wait` (or a :meth:`poll` that reports it). At most one save is in flight:
+        a new one waits for the previous first. Errors of a background write are raised by
+        the next :meth:`save`, :meth:`poll` or :meth:`wait`.
         """
-        if not isinstance(step, int) or step < 0:
-            raise CheckpointError(f"checkpoint step must be a non-negative int, got {step!r}")
+        self._check_step(step)
         metrics = {k: _metric_float(k, v) for k, v in (metrics or {}).items()}
-        final = self.path_for(step)
+        self.wait()  # at most one save in flight
 
         # Encode first: an unsupported value fails before anything touches the disk.
         state_bytes, sinks = encode_state(state)
         self._check_finite(step, sinks)  # NaN/inf weights are never saved
+        if not background:
+            return self._write_full(step, state_bytes, sinks, metrics)
+        for sink in sinks:  # the one staging buffer: a CPU copy of every tensor
+            sink.tensors = {n: t.detach().to("cpu", copy=True) for n, t in sink.tensors.items()}
+        future = self._executor().submit(self._write_full, step, state_bytes, sinks, metrics)
+        self._pending = _Pending(step, self.path_for(step), future)
+        return self.path_for(step)
 
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise self._save_error(step, exc, None) from exc
-        self._sweep_leftovers()
-        tmp = self.root / f"{TMP_PREFIX}{final.name}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    def _write_full(self, step: int, state_bytes: bytes, sinks: list[Any],
+                    metrics: dict[str, float]) -> Path:
+        """Write the files of a full-state checkpoint into a temp dir, then commit it."""
+        tmp = self._make_tmp(step)
         current: str | None = None
         try:
-            tmp.mkdir()
             files: dict[str, Any] = {}
             for sink in sinks:
                 current = sink.fname
@@ -205,7 +234,34 @@ class CheckpointManager:
                 tmp / STATE_FILE, state_bytes, fsync=self.fsync, algo=self.checksum
             )
             current = None
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise self._save_error(step, exc, current) from exc
+        return self._commit(step, tmp, files, metrics)
+
+    def _make_tmp(self, step: int) -> Path:
+        """A fresh temp directory beside the step's final one (leftovers swept first)."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._sweep_leftovers()
+            tmp = self.root / (f"{TMP_PREFIX}{step_dir_name(step)}-{os.getpid()}-"
+                               f"{uuid.uuid4().hex[:8]}")
+            tmp.mkdir()
+        except OSError as exc:
+            raise self._save_error(step, exc, None) from exc
+        return tmp
+
+    def _commit(self, step: int, tmp: Path, files: dict[str, Any], metrics: dict[str, float],
+                extra: Mapping[str, Any] | None = None) -> Path:
+        """Publish a temp dir whose files are all written: fsync, rename, marker, prune.
+
+        The marker, written last, lists ``files`` (relative paths, sizes, checksums)."""
+        final = self.path_for(step)
+        current: str | None = None
+        try:
             if self.fsync:
+                for d in sorted({(tmp / f).parent for f in files}, reverse=True):
+                    fsync_dir(d)
                 fsync_dir(tmp)
             if final.exists():  # re-saving a step (e.g. the end-of-run save): retire the old one
                 self._discard(final)
@@ -221,8 +277,9 @@ class CheckpointManager:
                 "checksum": self.checksum,
                 "files": files,
                 "metrics": {k: _metric_json(v) for k, v in metrics.items()},
-                "finite": True,  # checked above: model and optimizer hold no NaN/inf
+                "finite": True,  # checked before writing: model and optimizer hold no NaN/inf
                 "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                **(extra or {}),
             }
             self._write_marker(final, marker)
         except OSError as exc:
@@ -232,6 +289,196 @@ class CheckpointManager:
             raise self._save_error(step, exc, current) from exc
         self.prune()
         return final
+
+    # -- sharded (DCP) saves -----------------------------------------------------------
+
+    def save_sharded(
+        self, step: int, state: Mapping[str, Any], metrics: Mapping[str, float] | None = None,
+        *, background: bool = False,
+    ) -> Path:
+        """Save with every rank writing its own shards of ``model`` and ``optimizer``.
+
+        Collective: every rank of the default process group calls it with its own
+        (FSDP2-sharded) state dicts. The tensors under ``model``/``optimizer`` go to
+        ``dcp/`` through torch.distributed.checkpoint, each rank writing only its shards;
+        rank 0 writes the rest (``state.json``, RNG, ...) as in a full-state checkpoint.
+        Every rank then checksums the files it wrote, rank 0 gathers those records, checks
+        that every file on disk is accounted for, and only then renames the directory and
+        writes the marker listing them all (:meth:`finish_pending`). With
+        ``background=True`` DCP stages a CPU copy of this rank's shards and writes from a
+        thread; :meth:`poll` (called by every rank at each step) commits once every rank's
+        write is done, and :meth:`wait` blocks for it.
+        """
+        from stoker.train.checkpoint.sharded import (
+            DCP_DIR,
+            local_tensor,
+            measure_peak,
+            split_for_dcp,
+            write_shards,
+        )
+
+        self._check_step(step)
+        metrics = {k: _metric_float(k, v) for k, v in (metrics or {}).items()}
+        self.wait()  # at most one save in flight (a collective: every rank is here)
+        rank, _ = _rank_world()
+        skeleton, flat = split_for_dcp(state)
+
+        # NaN/inf on any rank's shard stops every rank (they agree, or the next collective hangs)
+        bad = nonfinite({n: local_tensor(t) for n, t in flat.items()
+                         if n.split("/", 1)[0] in FINITE_KEYS})
+        bad_all = sorted({b for part in _all_gather(bad) for b in part})
+        if bad_all:
+            last = self.latest_finite()
+            keep = (f"The last finite checkpoint is {last}; resume from it with resume={last} "
+                    "after lowering optim.lr or enabling gradient clipping (trainer.clip)."
+                    if last is not None else "No finite checkpoint was saved before it.")
+            raise NonFiniteError(
+                f"refusing to save checkpoint {step_dir_name(step)} in {self.root}: sharded "
+                f"tensors {bad_all[:5]} hold NaN or inf. {keep}")
+
+        # rank 0: the temp dir and the small files; every rank learns the dir or the error
+        prep: tuple[str | None, str | None] = (None, None)
+        files: dict[str, Any] = {}
+        local_error: BaseException | None = None
+        if rank == 0:
+            try:
+                state_bytes, sinks = encode_state(skeleton)
+                tmp = self._make_tmp(step)
+                try:
+                    for sink in sinks:
+                        files[sink.fname] = write_safetensors(
+                            tmp / sink.fname, sink.tensors, fsync=self.fsync, algo=self.checksum)
+                    files[STATE_FILE] = write_bytes(tmp / STATE_FILE, state_bytes,
+                                                    fsync=self.fsync, algo=self.checksum)
+                    (tmp / DCP_DIR).mkdir()
+                except OSError as exc:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                    raise self._save_error(step, exc, None) from exc
+                prep = (str(tmp), None)
+            except CheckpointError as exc:
+                local_error = exc
+                prep = (None, str(exc))
+        tmp_name, error = _broadcast(prep)
+        if error is not None:
+            if local_error is not None:
+                raise local_error
+            raise CheckpointSaveError(error)
+        tmp = Path(tmp_name)
+        pg = self._async_group() if background else None
+        future, peak = measure_peak(lambda: write_shards(
+            tmp / DCP_DIR, flat, rank=rank, fsync=self.fsync, algo=self.checksum,
+            process_group=pg, background=self._executor() if background else None))
+        self._pending = _Pending(step, self.path_for(step), future, tmp=tmp, files=files,
+                                 metrics=metrics, peak=peak, sharded=True)
+        if not background:
+            return self.finish_pending()
+        return self.path_for(step)
+
+    def finish_pending(self) -> Path | None:
+        """Complete the save in flight (blocking) and return its committed path.
+
+        A full-state save commits on its writer thread; this waits for it. A sharded save
+        is a collective: every rank waits for its own write, the per-rank file records
+        are gathered to rank 0, which verifies them against the files on disk and writes
+        the marker; every rank then learns whether the commit succeeded.
+        """
+        p = self._pending
+        if p is None:
+            return None
+        self._pending = None
+        if not p.sharded:
+            return p.future.result()
+        from stoker.train.checkpoint.sharded import DCP_DIR
+
+        rank, world = _rank_world()
+        try:
+            recs, err = p.future.result(), None
+        except Exception as exc:  # every rank must reach the gather, so carry it there
+            recs, err = {}, f"{type(exc).__name__}: {exc}"
+        reports = _gather_to_zero({"rank": rank, "files": recs, "error": err, "peak": p.peak})
+        status: str | None = None
+        local_error: BaseException | None = None
+        if rank == 0:
+            try:
+                failed = [r for r in reports if r["error"]]
+                if failed:
+                    raise CheckpointSaveError(
+                        f"could not save checkpoint {step_dir_name(p.step)} in {self.root}: "
+                        + "; ".join(f"rank {r['rank']}: {r['error']}" for r in failed)
+                        + f". Nothing was committed; the previous checkpoint {self.latest()} "
+                        "is intact.")
+                files = dict(p.files)
+                for r in reports:
+                    files.update(r["files"])
+                on_disk = {f"{DCP_DIR}/{e.name}" for e in os.scandir(p.tmp / DCP_DIR)}
+                listed = {f for f in files if f.startswith(f"{DCP_DIR}/")}
+                if on_disk != listed:
+                    raise CheckpointSaveError(
+                        f"could not save checkpoint {step_dir_name(p.step)} in {self.root}: "
+                        f"the sharded files on disk {sorted(on_disk ^ listed)[:5]} do not match "
+                        "what the ranks reported writing. Nothing was committed.")
+                extra = {"sharded": {
+                    "format": "torch.distributed.checkpoint", "dir": DCP_DIR,
+                    "world_size": world,
+                    "ranks": [{"rank": r["rank"], "files": sorted(r["files"]),
+                               "save_peak_bytes": r["peak"]} for r in reports],
+                }}
+                self._commit(p.step, p.tmp, files, p.metrics, extra)
+                status = "ok"
+            except CheckpointError as exc:
+                shutil.rmtree(p.tmp, ignore_errors=True)
+                local_error, status = exc, str(exc)
+        status = _broadcast(status)
+        if status != "ok":
+            if local_error is not None:
+                raise local_error
+            raise CheckpointSaveError(status)
+        return p.final
+
+    def pending(self) -> Path | None:
+        """The step directory of the save in flight (not committed yet), or None."""
+        return self._pending.final if self._pending is not None else None
+
+    def poll(self) -> Path | None:
+        """Commit the save in flight if its writes are done; its path, else None.
+
+        Never blocks on the write itself. For a sharded save it is a collective (all ranks
+        agree the writes are done before anyone commits), so every rank calls it at the
+        same step; a full-state save needs no agreement. Raises the background write's error.
+        """
+        p = self._pending
+        if p is None:
+            return None
+        done = p.future.done()
+        if p.sharded:
+            done = not any(_all_gather(not done))
+        return self.finish_pending() if done else None
+
+    def wait(self) -> Path | None:
+        """Block until the save in flight is committed (see :meth:`finish_pending`)."""
+        return self.finish_pending()
+
+    def _executor(self) -> Any:
+        if self._pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="stoker-ckpt-writer")
+        return self._pool
+
+    def _async_group(self) -> Any:
+        """A gloo process group of its own for DCP's writer thread (created once, on every
+        rank together): collectives from two threads must not share the training group."""
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            return None
+        if self._pg is None:
+            self._pg = dist.new_group(backend="gloo")
+        return self._pg
+
+    def _check_step(self, step: int) -> None:
+        if not isinstance(step, int) or step < 0:
+            raise CheckpointError(f"checkpoint step must be a non-negative int, got {step!r}")
 
     def _check_finite(self, step: int, sinks: Iterable[Any]) -> None:
         """Raise NonFiniteError naming the tensors when model/optimizer hold NaN or inf."""
@@ -358,3 +605,45 @@ def _metric_float(key: str, v: Any) -> float:
         return float(v)
     except (TypeError, ValueError):
         raise CheckpointError(f"checkpoint metric {key!r} must be a number, got {v!r}") from None
+
+
+def _rank_world() -> tuple[int, int]:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _all_gather(obj: Any) -> list[Any]:
+    """``obj`` of every rank (just ``[obj]`` without a process group)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    out: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def _gather_to_zero(obj: Any) -> list[Any]:
+    """Every rank's ``obj`` on rank 0 (in rank order); other ranks get an empty list."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return [obj]
+    rank = dist.get_rank()
+    out: list[Any] | None = [None] * dist.get_world_size() if rank == 0 else None
+    dist.gather_object(obj, out, dst=0)
+    return out or []
+
+
+def _broadcast(obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
