@@ -113,6 +113,22 @@ def test_background_save_stages_a_copy_and_commits_only_when_written(tmp_path: P
     assert load_checkpoint(path)["model"]["w"].equal(want)  # the staged copy was written
 
 
+def test_background_save_of_a_nonfinite_state_is_never_written(tmp_path: Path) -> None:
+    """The finite check of a background save runs on the writer thread, on the staged copy:
+    the error comes from the next wait, and nothing of that step is committed."""
+    from stoker.errors import NonFiniteError
+
+    mgr = CheckpointManager(tmp_path / "ckpt", fsync=False)
+    good = mgr.save(1, _state())
+    bad = _state()
+    bad["model"]["w"][0] = float("nan")
+    mgr.save(2, bad, background=True)
+    with pytest.raises(NonFiniteError, match=r"tensor 'w'.*last finite checkpoint is .*step-00000001"):
+        mgr.wait()
+    assert mgr.latest() == good and not mgr.path_for(2).exists()
+    assert not [p for p in (tmp_path / "ckpt").iterdir() if p.name.startswith(".")]
+
+
 def test_async_with_a_sharded_format_needs_fsdp2(stoker_cmd, tiny_data: Path,
                                                  tmp_path: Path) -> None:
     proc = run_cli(stoker_cmd, "train", "gpt-char",

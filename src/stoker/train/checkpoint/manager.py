@@ -208,14 +208,23 @@ class CheckpointManager:
 
         # Encode first: an unsupported value fails before anything touches the disk.
         state_bytes, sinks = encode_state(state)
-        self._check_finite(step, sinks)  # NaN/inf weights are never saved
         if not background:
+            self._check_finite(step, sinks)  # NaN/inf weights are never saved
             return self._write_full(step, state_bytes, sinks, metrics)
         for sink in sinks:  # the one staging buffer: a CPU copy of every tensor
             sink.tensors = {n: t.detach().to("cpu", copy=True) for n, t in sink.tensors.items()}
-        future = self._executor().submit(self._write_full, step, state_bytes, sinks, metrics)
+        # The finite check reads the staged copy on the writer thread: training does not
+        # wait for it, and a NaN/inf state is still never written (its NonFiniteError comes
+        # from the next poll/wait/save).
+        future = self._executor().submit(self._check_then_write, step, state_bytes, sinks,
+                                         metrics)
         self._pending = _Pending(step, self.path_for(step), future)
         return self.path_for(step)
+
+    def _check_then_write(self, step: int, state_bytes: bytes, sinks: list[Any],
+                          metrics: dict[str, float]) -> Path:
+        self._check_finite(step, sinks)
+        return self._write_full(step, state_bytes, sinks, metrics)
 
     def _write_full(self, step: int, state_bytes: bytes, sinks: list[Any],
                     metrics: dict[str, float]) -> Path:
