@@ -6,12 +6,11 @@ import os
 import random
 import signal
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from train_helpers import read_metrics, run_cli, train_losses
+from train_helpers import kill_9_at_step, read_metrics, run_cli, train_losses
 
 pytestmark = pytest.mark.integration
 
@@ -57,35 +56,15 @@ def test_kill_9_then_resume_is_bitwise_equal(stoker_cmd, reference: Path,
                                              tmp_path: Path) -> None:
     out = tmp_path / "run"
     kill_at = random.Random().randint(7, 33)  # after the first checkpoint (step 5)
-    proc = subprocess.Popen([*stoker_cmd, *ARGS, f"output_dir={out}"], cwd=EXAMPLE,
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "metrics.jsonl").exists() and any(
-                    r.get("step", 0) >= kill_at for r in _safe_metrics(out)):
-                break
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"run ended before the kill at step {kill_at}"
+    code = kill_9_at_step([*stoker_cmd, *ARGS, f"output_dir={out}"], out, kill_at,
+                          cwd=EXAMPLE, env=_env())
+    assert code == -signal.SIGKILL, f"run ended before the kill at step {kill_at}"
     run_cli(stoker_cmd, *ARGS, f"output_dir={out}", cwd=EXAMPLE, env=_env(), check=True)
     assert train_losses(out) == train_losses(reference), f"killed at {kill_at}"
     a, b = _weights(out, 40), _weights(reference, 40)
     assert a.keys() == b.keys() and all(bool((a[k] == b[k]).all()) for k in a)
 
 
-def _safe_metrics(out: Path) -> list[dict]:
-    import json
-
-    recs = []
-    for line in (out / "metrics.jsonl").read_text().splitlines():
-        try:
-            recs.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return recs
 
 
 def test_published_with_lineage_to_its_data(stoker_cmd, tmp_path: Path) -> None:

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
-from train_helpers import read_metrics, run_cli, tiny_overrides, train_losses
+from train_helpers import (kill_9_at_step, read_metrics, run_cli, safe_metrics, tiny_overrides,
+                           train_losses)
 
 from tests._shared.full_disk import fill, small_disk
 
@@ -107,32 +108,11 @@ def test_kill_9_then_resume_is_bitwise_equal(stoker_cmd, reference_run: Path,
     args = ["train", "gpt-char", *tiny_overrides(tiny_data, out), "trainer.max_steps=20", "--yes"]
     kill_at = random.Random().randint(6, 18)  # after the first checkpoint (step 5)
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1")
-    proc = subprocess.Popen([*stoker_cmd, *args], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=env)
-    deadline = time.monotonic() + 120
-    try:
-        while time.monotonic() < deadline and proc.poll() is None:
-            if (out / "metrics.jsonl").exists() and any(
-                    r.get("step", 0) >= kill_at for r in _safe_metrics(out)):
-                break
-            time.sleep(0.01)
-        proc.send_signal(signal.SIGKILL)
-    finally:
-        proc.wait()
-    assert proc.returncode == -signal.SIGKILL, f"run ended before the kill at step {kill_at}"
+    code = kill_9_at_step([*stoker_cmd, *args], out, kill_at, env=env)
+    assert code == -signal.SIGKILL, f"run ended before the kill at step {kill_at}"
     run_cli(stoker_cmd, *args, check=True)
     assert train_losses(out) == train_losses(reference_run), f"killed at {kill_at}"
     assert _same_weights(_weights(out, 20), _weights(reference_run, 20)), f"killed at {kill_at}"
-
-
-def _safe_metrics(out: Path) -> list[dict]:
-    recs = []
-    for line in (out / "metrics.jsonl").read_text().splitlines():
-        try:
-            recs.append(json.loads(line))
-        except json.JSONDecodeError:
-            pass
-    return recs
 
 
 @pytest.mark.parametrize("sig, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
@@ -149,7 +129,7 @@ def test_signal_saves_at_the_step_boundary_and_exits_128_plus_signal(
                             stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and not (
-            (out / "metrics.jsonl").exists() and len(_safe_metrics(out)) >= 3):
+            (out / "metrics.jsonl").exists() and len(safe_metrics(out)) >= 3):
         time.sleep(0.05)
     proc.send_signal(sig)
     _, err = proc.communicate(timeout=60)

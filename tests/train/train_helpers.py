@@ -83,3 +83,36 @@ def poison_checkpoint(step_dir: Path, tensor: str | None = None) -> str:
     marker["files"]["model.safetensors"] = {"size": f.stat().st_size, algo: h.hexdigest()}
     marker_path.write_text(json.dumps(marker))
     return name
+
+
+def safe_metrics(run_dir: Path) -> list[dict]:
+    """The complete lines of a metrics.jsonl a running process may be writing."""
+    recs = []
+    for line in (run_dir / "metrics.jsonl").read_text().splitlines():
+        try:
+            recs.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return recs
+
+
+def kill_9_at_step(argv: list[str], out: Path, step: int, *, cwd: Path | None = None,
+                   env: dict[str, str] | None = None, timeout: float = 120) -> int:
+    """Start a training command, SIGKILL it once ``out/metrics.jsonl`` reached ``step``;
+    its return code (``-SIGKILL`` unless it ended first)."""
+    import signal
+    import time
+
+    proc = subprocess.Popen(argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "metrics.jsonl").exists() and any(
+                    r.get("step", 0) >= step for r in safe_metrics(out)):
+                break
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait()
+    return proc.returncode

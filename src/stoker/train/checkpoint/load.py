@@ -194,18 +194,7 @@ def _check_finite(path: Path, tree: dict[str, Any], tensors: dict[str, Any]) -> 
 
 def _previous_finite(path: Path) -> Path | None:
     """The newest checkpoint older than ``path`` whose marker says finite and that verifies."""
-    m = STEP_RE.match(path.name)
-    if not m:
-        return None
-    for s, p, marker in reversed(committed(path.parent)):
-        if s >= int(m.group(1)) or marker.get("finite") is not True:
-            continue
-        try:
-            verify_checkpoint(p)
-        except CheckpointError:
-            continue
-        return p
-    return None
+    return _previous_good(path, finite=True)
 
 
 def _read(path: Path, fname: str, rec: Any, algo: str) -> Any:
@@ -215,14 +204,15 @@ def _read(path: Path, fname: str, rec: Any, algo: str) -> Any:
         raise _corrupt(path, str(exc)) from None
 
 
-def _previous_good(path: Path) -> Path | None:
-    """The newest checkpoint older than ``path`` beside it that verifies completely."""
+def _previous_good(path: Path, *, finite: bool = False) -> Path | None:
+    """The newest checkpoint older than ``path`` beside it that verifies completely (and,
+    with ``finite``, whose marker says its state was finite)."""
     m = STEP_RE.match(path.name)
     if not m:
         return None
     step = int(m.group(1))
-    for s, p, _ in reversed(committed(path.parent)):
-        if s >= step:
+    for s, p, marker in reversed(committed(path.parent)):
+        if s >= step or (finite and marker.get("finite") is not True):
             continue
         try:
             verify_checkpoint(p)
