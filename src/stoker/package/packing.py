@@ -103,6 +103,14 @@ def write_archive(
                             timespec="seconds")})
 
 
+def _read_json(p: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def _read_text(p: Path) -> str | None:
     try:
         return p.read_text(encoding="utf-8").strip()
@@ -133,6 +141,7 @@ def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -
     """Pack a run directory, a checkpoint step directory or an ``art://`` model."""
     from stoker.package.source import checkpoint_dir
     from stoker.train.checkpoint import read_marker
+    from stoker.train.init_from import INIT_FROM_FILE
     from stoker.train.loading import load_trained
 
     trained = load_trained(str(checkpoint_dir(source)))
@@ -155,6 +164,9 @@ def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -
         "data": _data_lineage(data.get("path")),
         "recipe": config,
     }
+    init = _read_json(run_dir / INIT_FROM_FILE)
+    if init:
+        lineage["init_from"] = init  # the pretrained weights this model was fine-tuned from
     if source.startswith("art://"):
         from stoker.artifacts.registry import resolve_registry
 

@@ -24,7 +24,7 @@ from stoker.package.archive import ArchiveReader
 from stoker.package.packing import ARCHIVE_REF
 from stoker.package.trust import check_targets
 
-__all__ = ["ArchiveContents", "Restored", "load_weights", "restore"]
+__all__ = ["ArchiveContents", "Restored", "archive_state_dict", "load_weights", "restore"]
 
 
 @dataclass
@@ -102,29 +102,53 @@ def _tokenizer(reader: ArchiveReader, prefix: str | None) -> Any | None:
         return load_tokenizer(tmp)
 
 
+def _read_weights(reader: ArchiveReader, config: dict[str, Any], path: Any) -> dict[str, Any]:
+    """The archive's state dict (safetensors only; tied names filled), verified first."""
+    from safetensors.torch import load as st_load
+
+    wname = str(config.get("weights") or "")
+    if not wname.endswith(".safetensors"):
+        raise ArchiveError(f"{path}: weights member {wname!r} is not a .safetensors file; "
+                           "stoker archives hold weights as safetensors only")
+    try:
+        state = st_load(reader.read(wname))
+    except Exception as e:  # safetensors raises its own SafetensorError on bad headers
+        raise ArchiveError(f"{path}: {wname} is not valid safetensors ({e})") from None
+    for alias, target in (config.get("tied") or {}).items():
+        if target in state:
+            state[alias] = state[target]
+    return state
+
+
+def _checked_config(reader: ArchiveReader, trust: Any, path: Any) -> dict[str, Any]:
+    config = reader.read_json("config.json")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise ArchiveError(f"{path}: config.json has no model section")
+    check_targets(config, trust, source=f"archive {path}")
+    return config
+
+
+def archive_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Only the weights of an archive: (state dict, its config as data, manifest SHA-256).
+
+    For fine-tuning (``init_from``): the config is read as JSON and never built or checked
+    against a trust list, no file is extracted, the tokenizer is not loaded.
+    """
+    with ArchiveReader(path) as reader:
+        config = reader.read_json("config.json")
+        if not isinstance(config, dict):
+            raise ArchiveError(f"{path}: config.json is not a JSON object")
+        return _read_weights(reader, config, path), config, reader.manifest_sha256
+
+
 def load_weights(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] = ()
                  ) -> ArchiveContents:
     """Check an archive and read its config, weights (tied names filled) and tokenizer."""
-    from safetensors.torch import load as st_load
-
     with ArchiveReader(path) as reader:
-        config = reader.read_json("config.json")
-        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-            raise ArchiveError(f"{path}: config.json has no model section")
-        check_targets(config, trust, source=f"archive {path}")
+        config = _checked_config(reader, trust, path)
         digest = reader.manifest_sha256[:16]
         config = _localize(config, reader, digest)
-        wname = str(config.get("weights") or "")
-        if not wname.endswith(".safetensors"):
-            raise ArchiveError(f"{path}: weights member {wname!r} is not a .safetensors file; "
-                               "stoker archives hold weights as safetensors only")
-        try:
-            state = st_load(reader.read(wname))
-        except Exception as e:  # safetensors raises its own SafetensorError on bad headers
-            raise ArchiveError(f"{path}: {wname} is not valid safetensors ({e})") from None
-        for alias, target in (config.get("tied") or {}).items():
-            if target in state:
-                state[alias] = state[target]
+        state = _read_weights(reader, config, path)
         tok = _tokenizer(reader, config.get("tokenizer"))
         lineage = reader.read_json("lineage.json") if "lineage.json" in reader.entries else {}
     return ArchiveContents(config, state, tok, lineage if isinstance(lineage, dict) else {},
