@@ -65,9 +65,8 @@ def write_archive(
     eval_section: dict[str, Any] | None = None,
 ) -> Path:
     """Write a ``.stoker`` archive atomically (nothing appears at ``output`` on failure)."""
-    from safetensors.torch import save as st_save
-
     from stoker import __version__
+    from stoker.train.checkpoint.tensors import safetensors_parts
 
     out = Path(output)
     if out.is_dir():
@@ -90,7 +89,8 @@ def write_archive(
     }
     with ArchiveWriter(out) as w:
         w.add_json("config.json", config)
-        w.add_bytes("weights.safetensors", st_save(weights, metadata={"format": "pt"}))
+        # streamed from each tensor's memory (no serialized copy), hashed as it goes out
+        w.add_parts("weights.safetensors", *safetensors_parts(weights))
         if tokenizer is not None:
             with tempfile.TemporaryDirectory(prefix="stoker-pack-") as tmp:
                 tokenizer.save(tmp)

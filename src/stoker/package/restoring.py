@@ -104,15 +104,16 @@ def _tokenizer(reader: ArchiveReader, prefix: str | None) -> Any | None:
 
 def _read_weights(reader: ArchiveReader, config: dict[str, Any], path: Any) -> dict[str, Any]:
     """The archive's state dict (safetensors only; tied names filled), verified first."""
-    from safetensors.torch import load as st_load
+    from stoker.train.checkpoint.tensors import DamagedFile, parse_safetensors
 
     wname = str(config.get("weights") or "")
     if not wname.endswith(".safetensors"):
         raise ArchiveError(f"{path}: weights member {wname!r} is not a .safetensors file; "
                            "stoker archives hold weights as safetensors only")
+    # tensors made in place over the verified member's (copy-on-write) mapping: no copy
     try:
-        state = st_load(reader.read(wname))
-    except Exception as e:  # safetensors raises its own SafetensorError on bad headers
+        state = parse_safetensors(Path(str(path)), wname, reader.view(wname))
+    except DamagedFile as e:
         raise ArchiveError(f"{path}: {wname} is not valid safetensors ({e})") from None
     for alias, target in (config.get("tied") or {}).items():
         if target in state:
