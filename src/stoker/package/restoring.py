@@ -168,11 +168,41 @@ def restore(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] 
         model_cfg = parse_model_config(contents.config["model"])
     except ConfigError as e:
         raise ArchiveError(f"{path}: its model config is invalid:\n{e}") from None
-    with torch.device("meta"):
+    with torch.device("meta"), _skip_init():
         model = build_model(model_cfg)
     _load_into(model, contents.state_dict, contents.config.get("tied") or {}, str(path))
     model.to(torch.device(device)).eval()
     return Restored(model, contents.tokenizer, contents.config, contents.lineage, str(path))
+
+
+_INIT_OPS = frozenset({"normal_", "uniform_", "fill_", "zero_", "trunc_normal_", "orthogonal_",
+                       "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                       "xavier_normal_", "constant_", "ones_", "zeros_", "copy_",
+                       "exponential_", "bernoulli_", "random_"})
+
+
+def _skip_init() -> Any:
+    """A torch function mode in which in-place initialisation of a meta tensor does nothing.
+
+    The restored model adopts the archive's tensors, so its random init is thrown away; on
+    the meta device it costs no memory, but each ``normal_``/``uniform_`` still runs
+    torch's Python decompositions (about 2 s of imports on the first restore of a process).
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if getattr(func, "__name__", "") in _INIT_OPS:
+                # a method gets the tensor first; torch.nn.init passes it as `tensor=`
+                t = args[0] if args else kwargs.get("tensor")
+                if isinstance(t, torch.Tensor) and t.is_meta:
+                    return t
+            return func(*args, **kwargs)
+
+    return SkipInit()
 
 
 def _load_into(model: Any, state: dict[str, Any], tied: dict[str, str], where: str) -> None:
