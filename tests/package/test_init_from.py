@@ -135,6 +135,15 @@ def test_art_uri_source_is_recorded_in_the_models_lineage(
     assert model.metadata["init_from"]["weights_sha256"] == \
         json.loads((out / "init_from.json").read_text())["weights_sha256"]
 
+    # a model artifact the trainer published (a checkpoint, not an archive) works too
+    again = tmp_path / "again"
+    r = _finetune(stoker_cmd, char_data, again, "init_from=art://gpt-char-finetune:v1",
+                  "optim.lr=0")
+    assert r.returncode == 0, r.stderr
+    _assert_same(_weights(again), _weights(gpt_run))
+    rec = json.loads((again / "init_from.json").read_text())
+    assert rec["kind"] == "checkpoint" and rec["artifact"] == "art://gpt-char-finetune:v1"
+
 
 def test_hf_dir_needs_resize_vocab_for_a_new_vocabulary(
         stoker_cmd, char_data: Path, tmp_path: Path) -> None:
