@@ -30,7 +30,7 @@ and the sampler's seeded per-epoch permutation (position saved as epoch + micro-
 consumed). Loaders use private generators and evaluation draws nothing, so a resumed run
 replays the uninterrupted one bit for bit.
 
-Length: about 590 lines, the one module of ``train/`` past 550, on purpose: what is left
+Length: about 650 lines, the one module of ``train/`` past 550, on purpose: what is left
 here is the loop and the resume/save/stop bookkeeping that shares its state; data setup,
 key checks, optimizer and schedule, signals, checkpoints and run files live in their own
 modules, and splitting the loop further would make it harder, not easier, to read.
@@ -65,7 +65,7 @@ from stoker.train.data_setup import (
     make_sampler,
 )
 from stoker.models.outputs import as_preds
-from stoker.train.init_from import INIT_FROM_FILE
+from stoker.train.init_from import INIT_FROM_FILE, WeightsProvider
 from stoker.train.evaluate import evaluate, model_inputs, to_device
 from stoker.train.keys import check_recipe_keys, get_by_key
 from stoker.train.optim import build_optimizer, build_scheduler, lr_factor
@@ -122,7 +122,7 @@ class Trainer:
         config: dict[str, Any],
         argv: Sequence[str] = (),
         callbacks: Sequence[Any] = (),
-        init_weights: Any = None,
+        init_weights: WeightsProvider | None = None,
     ) -> None:
         self.recipe = recipe  # the one configuration the loop reads
         self.config = dict(config)  # the run's record of it (see the module docstring)
@@ -139,6 +139,7 @@ class Trainer:
         self.device = self.env.device
         self.is_rank_zero = True
         self.run_dir: Path | None = None
+        self._plan: RunPlan | None = None  # set by _fit(); _build() asks it about resuming
 
         # built from the recipe by _build(), before anything is written
         self.precision: Precision | None = None
@@ -285,7 +286,7 @@ class Trainer:
             spec = InitFromConfig(path=spec)
         from stoker.train.checkpoint import resolve_checkpoint
 
-        plan = getattr(self, "_plan", None)
+        plan = self._plan
         if plan is not None and plan.resume_from is not None and \
                 resolve_checkpoint(plan.resume_from, missing_ok=True) is not None:
             self._init_notes = [f"init_from={spec.path} not applied: resuming this run from "
