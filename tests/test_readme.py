@@ -19,12 +19,14 @@ REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
 
 PY_BLOCKS = re.findall(r"<!-- readme-test -->\n```python\n(.*?)```", README, flags=re.S)
+# bash blocks marked the same way run as a session: each command line in turn, one scratch dir
+SESSIONS = re.findall(r"<!-- readme-test -->\n```bash\n(.*?)```", README, flags=re.S)
 CLI_PREFIXES = ("stoker config ", "stoker recipes", "python examples/")
 
 
 def _cli_lines() -> list[str]:
     lines = []
-    for block in re.findall(r"```bash\n(.*?)```", README, flags=re.S):
+    for block in re.findall(r"(?<!<!-- readme-test -->\n)```bash\n(.*?)```", README, flags=re.S):
         for line in block.splitlines():
             if line.startswith(CLI_PREFIXES):
                 lines.append(line)
@@ -62,3 +64,24 @@ def test_config_and_entrypoint_command_lines_run(tmp_path: Path) -> None:
                                   env=dict(os.environ), timeout=120)
             assert proc.returncode == expected, f"{line}\n{proc.stdout}\n{proc.stderr}"
             assert "Traceback" not in proc.stderr, line
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("block", SESSIONS, ids=[f"session{i}" for i in range(len(SESSIONS))])
+def test_bash_session_runs(block: str, tmp_path: Path) -> None:
+    """A marked bash block, typed line by line as a new user would (``examples/`` paths are
+    the repository's, as in a checkout)."""
+    exe = str(Path(sys.executable).with_name("stoker"))
+    ran = 0
+    for line in block.splitlines():
+        command = line.partition("  #")[0].strip()
+        if not command or command.startswith("#"):
+            continue
+        argv = [str(REPO / a) if a.startswith("examples") else a for a in shlex.split(command)]
+        argv = [exe if a == "stoker" else sys.executable if a == "python" else a for a in argv]
+        proc = subprocess.run(argv, cwd=tmp_path, capture_output=True, text=True,
+                              env=dict(os.environ), timeout=600)
+        assert proc.returncode == 0, f"{line}\n{proc.stdout}\n{proc.stderr}"
+        assert "Traceback" not in proc.stderr, line
+        ran += 1
+    assert ran >= 2

@@ -113,6 +113,7 @@ def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     """Train a composed config with a progress display; print the outcome. Returns FitResult."""
     from stoker.cli.train_progress import ProgressCallback, console_logging
     from stoker.config import to_record
+    from stoker.package.init_weights import init_weights
     from stoker.train.publish import PublishModel
     from stoker.train.recipe_config import typed_recipe
     from stoker.train.trainer import Trainer
@@ -121,7 +122,8 @@ def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     resolved = to_record(cfg)  # what the run records: ${oc.env:...} values stay unresolved
     progress = ProgressCallback(quiet=quiet)
     publish = PublishModel()  # the trained model goes to the registry at the end of the run
-    trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[publish, progress])
+    trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[publish, progress],
+                      init_weights=init_weights)  # init_from: archives, hf:DIR too
     with console_logging(progress):
         try:
             result = trainer.fit()

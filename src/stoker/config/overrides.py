@@ -355,8 +355,11 @@ def _apply_one(cfg: Any, op: _Op, dirs: Sequence[Path], schema: Any, sources: di
     value = op.value
     if isinstance(value, str) and "${" not in value and op.kind in ("change", "force", "add"):
         expected = schema_at(schema, _parts(op.key)) if schema is not None else None
+        # a schema node that also takes a plain string (`init_from: PATH` or `{path: ...}`)
+        # is set to the string, not read as the name of a config-group option
         is_tree = isinstance(node, DictConfig) or (
-            expected is not None and any(sch.is_structured(m) for m in sch.non_none(expected)))
+            expected is not None and any(sch.is_structured(m) for m in sch.non_none(expected))
+            and str not in sch.non_none(expected))
         options = _options(op.key, dirs)
         info = factories.lookup(value, op.key, expected)
         if value in options:

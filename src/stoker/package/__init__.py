@@ -5,6 +5,7 @@
   the archive;
 - :func:`open_model`: one entry for ``generate`` and ``eval``: an archive, a run directory,
   a checkpoint step directory or an ``art://`` model;
+- :func:`init_weights`: what ``init_from=`` fine-tunes from (archive, run, ``art://``, ``hf:``);
 - :func:`export_hf` / :func:`import_hf`: a directory ``transformers`` loads on its own, and
   a local Llama directory turned into an archive.
 
@@ -23,6 +24,7 @@ _LAZY = {
     "open_model": "stoker.package.source",
     "export_hf": "stoker.package.hf_export",
     "import_hf": "stoker.package.hf_import",
+    "init_weights": "stoker.package.init_weights",
     "ArchiveReader": "stoker.package.archive",
     "is_archive": "stoker.package.archive",
 }

@@ -25,8 +25,7 @@ import json
 import mmap
 import os
 import tarfile
-import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
@@ -71,24 +70,6 @@ def _check_name(name: str, where: str) -> str:
     return "/".join(parts)
 
 
-class _HashingWriter:
-    """Write to ``f`` while a helper thread hashes the same bytes (hashlib drops the GIL)."""
-
-    def __init__(self) -> None:
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def feed(self, f: BinaryIO, data: bytes | memoryview) -> None:
-        mv = memoryview(data).cast("B")
-        for i in range(0, len(mv), _CHUNK):
-            chunk = mv[i : i + _CHUNK]
-            t = threading.Thread(target=self.sha.update, args=(chunk,))
-            t.start()
-            f.write(chunk)
-            t.join()
-            self.size += len(chunk)
-
-
 class ArchiveWriter:
     """Build an archive member by member; the file appears (atomically) on :meth:`close`.
 
@@ -111,18 +92,38 @@ class ArchiveWriter:
         return info
 
     def add_bytes(self, name: str, data: bytes | memoryview) -> None:
-        """Add one member from memory (hashing while it is written)."""
+        """Add one member from memory."""
         data = memoryview(data).cast("B")
-        info = self._info(name, len(data))
+        self.add_parts(name, [data], len(data))
+
+    def add_parts(self, name: str, parts: Iterable[Any], size: int) -> None:
+        """Add one member written straight from ``parts`` (buffers, e.g. each tensor's own
+        memory; ``size`` bytes in all), SHA-256 computed on a helper thread as they go out."""
+        from stoker.train.checkpoint.checksums import Hasher
+
+        info = self._info(name, size)
         self._f.write(info.tobuf(self._tar.format, self._tar.encoding, self._tar.errors))
-        h = _HashingWriter()
-        h.feed(self._f, data)
-        pad = (-h.size) % tarfile.BLOCKSIZE
+        hasher = Hasher("sha256", background=size >= _CHUNK)
+        written = 0
+        try:
+            for part in parts:
+                mv = memoryview(part).cast("B")
+                for i in range(0, len(mv), _CHUNK):
+                    chunk = mv[i : i + _CHUNK]
+                    hasher.update(chunk)
+                    self._f.write(chunk)
+                    written += len(chunk)
+        finally:
+            hasher.close()
+        if written != size:
+            raise ArchiveError(f"{self.path}: member {name!r} was announced as {size} bytes "
+                               f"but {written} were written")
+        pad = (-size) % tarfile.BLOCKSIZE
         if pad:
             self._f.write(b"\0" * pad)
-        self._tar.offset += tarfile.BLOCKSIZE * (1 + (h.size + tarfile.BLOCKSIZE - 1)
+        self._tar.offset += tarfile.BLOCKSIZE * (1 + (size + tarfile.BLOCKSIZE - 1)
                                                  // tarfile.BLOCKSIZE)
-        self._members[info.name] = {"size": h.size, "sha256": h.sha.hexdigest()}
+        self._members[info.name] = {"size": size, "sha256": hasher.hexdigest()}
 
     def add_json(self, name: str, obj: Any) -> None:
         self.add_bytes(name, json.dumps(obj, indent=2, sort_keys=True).encode("utf-8"))

@@ -16,7 +16,7 @@ from typing import Any
 
 from stoker.errors import UserError
 
-__all__ = ["SUPPORTED", "import_hf"]
+__all__ = ["SUPPORTED", "import_hf", "read_hf"]
 
 SUPPORTED = {"llama": "LlamaForCausalLM"}
 
@@ -74,18 +74,17 @@ def _tokenizer(d: Path) -> Any | None:
     return None
 
 
-def import_hf(directory: str | os.PathLike[str], output: str | os.PathLike[str], *,
-              force: bool = False) -> Path:
-    """Convert a local Llama directory into an archive at ``output``."""
+def read_hf(directory: str | os.PathLike[str]) -> tuple[Any, dict[str, Any], dict[str, Any]]:
+    """A local Llama directory in memory: (GPTConfig, stoker state dict, lineage record).
+
+    The tied output weight, when tied, is the embedding tensor itself (stored once by pack,
+    loaded by ``init_from`` into both names).
+    """
     from safetensors.torch import load_file
 
     from stoker.models.hf import _transformers, hf_state_to_gpt, llama_config_to_gpt
-    from stoker.package.packing import write_archive
 
     d = Path(directory).expanduser()
-    out = Path(output)
-    if out.exists() and not force:
-        raise UserError(f"--output {out} exists; choose another name or pass --force")
     raw = _read_config(d)
     hf_cfg = _transformers().LlamaConfig.from_dict(raw)
     cfg = llama_config_to_gpt(hf_cfg)
@@ -104,7 +103,20 @@ def import_hf(directory: str | os.PathLike[str], output: str | os.PathLike[str],
         sd["lm_head.weight"] = sd["tok_emb.weight"]  # stored once, tied on restore
     digests = {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
                for p in sorted(d.iterdir()) if p.is_file() and p.stat().st_size < (1 << 34)}
-    lineage = {"source": {"hf_dir": str(d.resolve()), "model_type": raw.get("model_type"),
-                          "architectures": raw.get("architectures"), "files": digests}}
+    lineage = {"hf_dir": str(d.resolve()), "model_type": raw.get("model_type"),
+               "architectures": raw.get("architectures"), "files": digests}
+    return cfg, sd, lineage
+
+
+def import_hf(directory: str | os.PathLike[str], output: str | os.PathLike[str], *,
+              force: bool = False) -> Path:
+    """Convert a local Llama directory into an archive at ``output``."""
+    from stoker.package.packing import write_archive
+
+    d = Path(directory).expanduser()
+    out = Path(output)
+    if out.exists() and not force:
+        raise UserError(f"--output {out} exists; choose another name or pass --force")
+    cfg, sd, source = read_hf(d)
     return write_archive(out, model_config=cfg.model_dump(mode="json"), state_dict=sd,
-                         tokenizer=_tokenizer(d), lineage=lineage)
+                         tokenizer=_tokenizer(d), lineage={"source": source})

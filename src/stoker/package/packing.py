@@ -66,9 +66,8 @@ def write_archive(
     imports: list[str] | None = None,
 ) -> Path:
     """Write a ``.stoker`` archive atomically (nothing appears at ``output`` on failure)."""
-    from safetensors.torch import save as st_save
-
     from stoker import __version__
+    from stoker.train.checkpoint.tensors import safetensors_parts
 
     out = Path(output)
     if out.is_dir():
@@ -94,7 +93,8 @@ def write_archive(
     }
     with ArchiveWriter(out) as w:
         w.add_json("config.json", config)
-        w.add_bytes("weights.safetensors", st_save(weights, metadata={"format": "pt"}))
+        # streamed from each tensor's memory (no serialized copy), hashed as it goes out
+        w.add_parts("weights.safetensors", *safetensors_parts(weights))
         if tokenizer is not None:
             with tempfile.TemporaryDirectory(prefix="stoker-pack-") as tmp:
                 tokenizer.save(tmp)
@@ -105,6 +105,14 @@ def write_archive(
         return w.close({"stoker": __version__,
                         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(
                             timespec="seconds")})
+
+
+def _read_json(p: Path) -> dict[str, Any]:
+    try:
+        obj = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
 
 
 def _read_text(p: Path) -> str | None:
@@ -137,6 +145,7 @@ def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -
     """Pack a run directory, a checkpoint step directory or an ``art://`` model."""
     from stoker.package.source import checkpoint_dir, model_section
     from stoker.train.checkpoint import read_marker
+    from stoker.train.init_from import INIT_FROM_FILE
     from stoker.train.loading import load_trained
 
     trained = load_trained(str(checkpoint_dir(source)))
@@ -159,6 +168,9 @@ def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -
         "data": _data_lineage(data.get("path")),
         "recipe": config,
     }
+    init = _read_json(run_dir / INIT_FROM_FILE)
+    if init:
+        lineage["init_from"] = init  # the pretrained weights this model was fine-tuned from
     if source.startswith("art://"):
         from stoker.artifacts.registry import resolve_registry
 

@@ -24,7 +24,7 @@ from stoker.package.archive import ArchiveReader
 from stoker.package.packing import ARCHIVE_REF
 from stoker.package.trust import check_targets
 
-__all__ = ["ArchiveContents", "Restored", "load_weights", "restore"]
+__all__ = ["ArchiveContents", "Restored", "archive_state_dict", "load_weights", "restore"]
 
 
 @dataclass
@@ -102,29 +102,54 @@ def _tokenizer(reader: ArchiveReader, prefix: str | None) -> Any | None:
         return load_tokenizer(tmp)
 
 
+def _read_weights(reader: ArchiveReader, config: dict[str, Any], path: Any) -> dict[str, Any]:
+    """The archive's state dict (safetensors only; tied names filled), verified first."""
+    from stoker.train.checkpoint.tensors import DamagedFile, parse_safetensors
+
+    wname = str(config.get("weights") or "")
+    if not wname.endswith(".safetensors"):
+        raise ArchiveError(f"{path}: weights member {wname!r} is not a .safetensors file; "
+                           "stoker archives hold weights as safetensors only")
+    # tensors made in place over the verified member's (copy-on-write) mapping: no copy
+    try:
+        state = parse_safetensors(Path(str(path)), wname, reader.view(wname))
+    except DamagedFile as e:
+        raise ArchiveError(f"{path}: {wname} is not valid safetensors ({e})") from None
+    for alias, target in (config.get("tied") or {}).items():
+        if target in state:
+            state[alias] = state[target]
+    return state
+
+
+def _checked_config(reader: ArchiveReader, trust: Any, path: Any) -> dict[str, Any]:
+    config = reader.read_json("config.json")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise ArchiveError(f"{path}: config.json has no model section")
+    check_targets(config, trust, source=f"archive {path}")
+    return config
+
+
+def archive_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, Any], str]:
+    """Only the weights of an archive: (state dict, its config as data, manifest SHA-256).
+
+    For fine-tuning (``init_from``): the config is read as JSON and never built or checked
+    against a trust list, no file is extracted, the tokenizer is not loaded.
+    """
+    with ArchiveReader(path) as reader:
+        config = reader.read_json("config.json")
+        if not isinstance(config, dict):
+            raise ArchiveError(f"{path}: config.json is not a JSON object")
+        return _read_weights(reader, config, path), config, reader.manifest_sha256
+
+
 def load_weights(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] = ()
                  ) -> ArchiveContents:
     """Check an archive and read its config, weights (tied names filled) and tokenizer."""
-    from safetensors.torch import load as st_load
-
     with ArchiveReader(path) as reader:
-        config = reader.read_json("config.json")
-        if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
-            raise ArchiveError(f"{path}: config.json has no model section")
-        check_targets(config, trust, source=f"archive {path}")
+        config = _checked_config(reader, trust, path)
         digest = reader.manifest_sha256[:16]
         config = _localize(config, reader, digest)
-        wname = str(config.get("weights") or "")
-        if not wname.endswith(".safetensors"):
-            raise ArchiveError(f"{path}: weights member {wname!r} is not a .safetensors file; "
-                               "stoker archives hold weights as safetensors only")
-        try:
-            state = st_load(reader.read(wname))
-        except Exception as e:  # safetensors raises its own SafetensorError on bad headers
-            raise ArchiveError(f"{path}: {wname} is not valid safetensors ({e})") from None
-        for alias, target in (config.get("tied") or {}).items():
-            if target in state:
-                state[alias] = state[target]
+        state = _read_weights(reader, config, path)
         tok = _tokenizer(reader, config.get("tokenizer"))
         lineage = reader.read_json("lineage.json") if "lineage.json" in reader.entries else {}
     return ArchiveContents(config, state, tok, lineage if isinstance(lineage, dict) else {},
@@ -149,11 +174,41 @@ def restore(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[str] 
         model_cfg = parse_model_config(contents.config["model"])
     except ConfigError as e:
         raise ArchiveError(f"{path}: its model config is invalid:\n{e}") from None
-    with torch.device("meta"):
+    with torch.device("meta"), _skip_init():
         model = build_model(model_cfg)
     _load_into(model, contents.state_dict, contents.config.get("tied") or {}, str(path))
     model.to(torch.device(device)).eval()
     return Restored(model, contents.tokenizer, contents.config, contents.lineage, str(path))
+
+
+_INIT_OPS = frozenset({"normal_", "uniform_", "fill_", "zero_", "trunc_normal_", "orthogonal_",
+                       "kaiming_uniform_", "kaiming_normal_", "xavier_uniform_",
+                       "xavier_normal_", "constant_", "ones_", "zeros_", "copy_",
+                       "exponential_", "bernoulli_", "random_"})
+
+
+def _skip_init() -> Any:
+    """A torch function mode in which in-place initialisation of a meta tensor does nothing.
+
+    The restored model adopts the archive's tensors, so its random init is thrown away; on
+    the meta device it costs no memory, but each ``normal_``/``uniform_`` still runs
+    torch's Python decompositions (about 2 s of imports on the first restore of a process).
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    class SkipInit(TorchFunctionMode):
+        def __torch_function__(self, func: Any, types: Any, args: Any = (),
+                               kwargs: Any = None) -> Any:
+            kwargs = kwargs or {}
+            if getattr(func, "__name__", "") in _INIT_OPS:
+                # a method gets the tensor first; torch.nn.init passes it as `tensor=`
+                t = args[0] if args else kwargs.get("tensor")
+                if isinstance(t, torch.Tensor) and t.is_meta:
+                    return t
+            return func(*args, **kwargs)
+
+    return SkipInit()
 
 
 def _load_into(model: Any, state: dict[str, Any], tied: dict[str, str], where: str) -> None:

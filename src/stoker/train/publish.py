@@ -143,6 +143,24 @@ def _read_env(path: Path) -> dict[str, Any]:
     return data
 
 
+def _init_record(run: Path) -> dict[str, Any]:
+    """What ``init_from`` the run started from (the trainer's ``init_from.json``), or {}.
+
+    Read from the run directory, not from this process, so a resumed run (which does not
+    load the source again) publishes the same lineage."""
+    from stoker.train.init_from import INIT_FROM_FILE
+
+    path = run / INIT_FROM_FILE
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ArtifactError(f"{path}: unreadable ({e}); it records the weights this run "
+                            "started from") from None
+    return data if isinstance(data, dict) else {}
+
+
 def _link_tree(src: Path, dst: Path) -> None:
     for dirpath, _dirs, files in os.walk(src):
         rel = Path(dirpath).relative_to(src)
@@ -177,6 +195,9 @@ def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics
     data_uri = _data_uri(data_path, registry)
     if data_uri and data_uri not in used:
         used.insert(0, data_uri)
+    init = _init_record(run)
+    if init.get("artifact") and init["artifact"] not in used:
+        used.append(init["artifact"])  # the pretrained model this one was fine-tuned from
     command = (run / "command.txt").read_text(encoding="utf-8").strip() if (run / "command.txt").is_file() else None
     producer = tracking_info(
         run_id=run.name, recipe=cfg.get("name") or run.parent.name,
@@ -198,7 +219,8 @@ def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics
             metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
             architecture=(model_cfg.get("architecture") or model_cfg.get("_target_"))
             if model_cfg else None,
-            metadata={"run_dir": str(run), "checkpoint": ckpt.name if ckpt else None},
+            metadata={"run_dir": str(run), "checkpoint": ckpt.name if ckpt else None,
+                      **({"init_from": init} if init else {})},
             producer=producer,
         )
         saved = art.save(name, registry=registry, mode="copy", aliases=aliases)

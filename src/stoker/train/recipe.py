@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from stoker.models.config import ModelConfig, TargetModelConfig
 
@@ -30,6 +30,7 @@ __all__ = [
     "DataConfig",
     "DataSpec",
     "DigitsDataConfig",
+    "InitFromConfig",
     "ScheduleConfig",
     "TargetDataConfig",
     "TokenDataConfig",
@@ -287,6 +288,29 @@ class CheckpointConfig(_Strict):
         "else full.")
 
 
+class InitFromConfig(_Strict):
+    """Weights to start from (fine-tuning): loaded before step 0, never a resume.
+
+    ``init_from: PATH`` is short for ``init_from: {path: PATH}``.
+    """
+
+    path: str = Field(
+        description="A .stoker archive, a run or checkpoint step directory, art://NAME[:TAG] "
+        "or hf:DIR (a local Hugging Face Llama directory)."
+    )
+    ignore: list[str] = Field(
+        default_factory=list,
+        description="Globs of weight names not to load (they keep this recipe's fresh "
+        "init), e.g. ['lm_head.*']; a glob that matches no weight is an error.",
+    )
+    strict: bool = Field(
+        True, description="Refuse weights the model lacks and model weights the source "
+        "lacks; false loads what matches and lists the rest in the log.")
+    resize_vocab: bool = Field(
+        False, description="Allow a vocabulary of another size: copy the overlapping "
+        "embedding/output rows, keep the fresh init for the others.")
+
+
 class TrainRecipe(_Strict):
     """A whole training recipe: the root of `stoker train` configs."""
 
@@ -305,6 +329,9 @@ class TrainRecipe(_Strict):
         description="Modules imported before the recipe is validated (the user's models, "
         "datasets, losses, metrics, callbacks; they register themselves).",
     )
+    init_from: InitFromConfig | str | None = Field(  # a str becomes {path: str} (validator)
+        None, description="Start from these weights (fine-tuning; fresh optimizer, "
+        "schedule and step 0): PATH or {path, ignore, strict, resize_vocab}.")
     model: Union[ModelConfig, TargetModelConfig]  # recipe_schema(): every registered one
     data: Union[DataConfig, TargetDataConfig]  # recipe_schema(): every registered one
     model_inputs: dict[str, str] = Field(
@@ -339,6 +366,11 @@ class TrainRecipe(_Strict):
     register_artifact: bool = Field(
         True, description="Publish the trained model to the artifact registry at the end."
     )
+
+    @field_validator("init_from", mode="before")
+    @classmethod
+    def _init_from_path(cls, v: Any) -> Any:
+        return InitFromConfig(path=v) if isinstance(v, str) else v
 
     @model_validator(mode="after")
     def _cross_checks(self) -> TrainRecipe:

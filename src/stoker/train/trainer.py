@@ -30,7 +30,7 @@ and the sampler's seeded per-epoch permutation (position saved as epoch + micro-
 consumed). Loaders use private generators and evaluation draws nothing, so a resumed run
 replays the uninterrupted one bit for bit.
 
-Length: about 590 lines, the one module of ``train/`` past 550, on purpose: what is left
+Length: about 650 lines, the one module of ``train/`` past 550, on purpose: what is left
 here is the loop and the resume/save/stop bookkeeping that shares its state; data setup,
 key checks, optimizer and schedule, signals, checkpoints and run files live in their own
 modules, and splitting the loop further would make it harder, not easier, to read.
@@ -38,6 +38,7 @@ modules, and splitting the loop further would make it harder, not easier, to rea
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import time
@@ -64,6 +65,7 @@ from stoker.train.data_setup import (
     make_sampler,
 )
 from stoker.models.outputs import as_preds
+from stoker.train.init_from import INIT_FROM_FILE, WeightsProvider
 from stoker.train.evaluate import evaluate, model_inputs, to_device
 from stoker.train.keys import check_recipe_keys, get_by_key
 from stoker.train.optim import build_optimizer, build_scheduler, lr_factor
@@ -120,17 +122,24 @@ class Trainer:
         config: dict[str, Any],
         argv: Sequence[str] = (),
         callbacks: Sequence[Any] = (),
+        init_weights: WeightsProvider | None = None,
     ) -> None:
         self.recipe = recipe  # the one configuration the loop reads
         self.config = dict(config)  # the run's record of it (see the module docstring)
         self.argv = list(argv)
         self._extra_callbacks = list(callbacks)
+        # where recipe.init_from's weights come from (spec -> WeightSource); None: the
+        # training layer's own reader (checkpoints and art:// checkpoints only)
+        self._init_weights = init_weights
+        self._init_record: dict[str, Any] | None = None  # what init_from loaded, for the run
+        self._init_notes: list[str] = []  # logged once the run's log file is open
 
         # where this process runs: fit() joins the torchrun group and sets the real ones
         self.env = dist_utils.DistEnv()
         self.device = self.env.device
         self.is_rank_zero = True
         self.run_dir: Path | None = None
+        self._plan: RunPlan | None = None  # set by _fit(); _build() asks it about resuming
 
         # built from the recipe by _build(), before anything is written
         self.precision: Precision | None = None
@@ -193,6 +202,7 @@ class Trainer:
             plan_run_dir(name=r.name, output_dir=r.output_dir, resume=r.resume), self.env
         )
         self.run_dir = plan.run_dir
+        self._plan = plan
         self._build()  # everything that can fail on a bad recipe, before writing anything
         plan = self._claim(plan)  # the run directory's lock, before reading or writing there
         resumed = self._resume(plan)
@@ -203,6 +213,8 @@ class Trainer:
         with opening_outputs(self.run_dir, created=created):
             self._open_outputs(plan, resumed)
         log.info("%s: %s (step %d of %d)", plan.note, self.run_dir, self.step, self.max_steps)
+        for note in self._init_notes:
+            log.info("%s", note)
         try:
             self.callbacks.on_fit_start(self)
             with self._signals.caught():
@@ -235,6 +247,7 @@ class Trainer:
         model = build_model(r.model, vocab_size=self.data.vocab_size).to(self.device)
         self.model = model
         self._record_vocab_size(self.data.vocab_size)
+        self._apply_init_from()
         probe = to_device(self.data.probe_batch(), self.device)
         check_recipe_keys(r, model, probe)
         self._train_model = dist_utils.wrap_model(model, self.env, t.distributed)
@@ -260,6 +273,34 @@ class Trainer:
             self.run_dir / CHECKPOINTS_DIR, keep_last=c.keep_last, keep_best=c.keep_best,
             best_metric=c.best_metric, best_mode=c.best_mode, fsync=c.fsync,
         )
+
+    def _apply_init_from(self) -> None:
+        """Load ``recipe.init_from``'s weights into the fresh model (before the run directory
+        exists, so a source that does not fit leaves nothing behind); skipped when this run
+        resumes from its own checkpoint, which already holds the fine-tuned weights."""
+        spec = self.recipe.init_from
+        if spec is None:
+            return
+        from stoker.train.recipe import InitFromConfig
+
+        if isinstance(spec, str):  # the recipe's validator turns a path into the node
+            spec = InitFromConfig(path=spec)
+        from stoker.train.checkpoint import resolve_checkpoint
+
+        plan = self._plan
+        if plan is not None and plan.resume_from is not None and \
+                resolve_checkpoint(plan.resume_from, missing_ok=True) is not None:
+            self._init_notes = [f"init_from={spec.path} not applied: resuming this run from "
+                                "its checkpoint"]
+            return
+        from stoker.train.init_from import apply_init, checkpoint_weights
+
+        provider = self._init_weights or checkpoint_weights
+        source = provider(spec.path)
+        report = apply_init(self.model, source, ignore=spec.ignore, strict=spec.strict,
+                            resize_vocab=spec.resize_vocab, vocab_size=self.data.vocab_size)
+        self._init_record = {"spec": spec.path, **source.record, **report.as_record()}
+        self._init_notes = report.lines(source.description)
 
     def _claim(self, plan: RunPlan) -> RunPlan:
         """Lock the run directory (see :func:`~stoker.train.run_lock.claim_run_dir`)."""
@@ -414,6 +455,11 @@ class Trainer:
             return
         run_dir = self.run_dir
         write_run_files(run_dir, config_yaml=config_yaml(self.config, run_dir), argv=self.argv)
+        if self._init_record is not None:
+            from stoker.atomic import atomic_write_text
+
+            atomic_write_text(run_dir / INIT_FROM_FILE,
+                              json.dumps(self._init_record, indent=2, default=str) + "\n")
         if self.tokenizer is not None and not (run_dir / "tokenizer").exists():
             self.tokenizer.save(run_dir / "tokenizer")
         self._log_handler = attach_log_file(log, run_dir / "logs" / "train.log")

@@ -33,8 +33,8 @@ from stoker.train.checkpoint.checksums import Hasher
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["DamagedFile", "nonfinite", "read_verified", "parse_safetensors", "write_bytes",
-           "write_safetensors"]
+__all__ = ["DamagedFile", "nonfinite", "read_verified", "parse_safetensors",
+           "safetensors_parts", "write_bytes", "write_safetensors"]
 
 _CHUNK = 16 << 20  # write/hash granularity for big tensors
 _BACKGROUND_HASH_BYTES = 8 << 20  # files this big are hashed on a helper thread
@@ -91,15 +91,10 @@ def _dtype_tables() -> tuple[dict[Any, str], dict[str, Any]]:
     return names, {v: k for k, v in names.items()}
 
 
-def write_safetensors(
-    path: Path, tensors: dict[str, torch.Tensor], *, fsync: bool, algo: str
-) -> dict[str, Any]:
-    """Write ``tensors`` as a safetensors file, hashing the bytes as they go out.
-
-    Each tensor's memory is written once, straight from the tensor, with the checksum
-    computed on the same pass, and tensors that share storage (tied weights) need no copies.
-    Tensors are ordered by element size so every tensor stays aligned.
-    """
+def safetensors_parts(tensors: Mapping[str, torch.Tensor]) -> tuple[list[Any], int]:
+    """A safetensors file as buffers to write in order (header, then each tensor's own
+    memory, no copies) and its total size. Tensors are ordered by element size so every
+    tensor stays aligned; a tensor of a dtype safetensors lacks raises CheckpointError."""
     import torch
 
     to_name, _ = _dtype_tables()
@@ -126,20 +121,30 @@ def write_safetensors(
         offset += n
     hb = json.dumps(header, separators=(",", ":")).encode()
     hb += b" " * (-len(hb) % 8)
-    hasher = Hasher(algo, background=offset >= _BACKGROUND_HASH_BYTES)
+    parts: list[Any] = [struct.pack("<Q", len(hb)), hb]
+    parts += [t.reshape(-1).view(torch.uint8).numpy() for _, t in items if t.numel()]
+    return parts, 8 + len(hb) + offset
+
+
+def write_safetensors(
+    path: Path, tensors: dict[str, torch.Tensor], *, fsync: bool, algo: str
+) -> dict[str, Any]:
+    """Write ``tensors`` as a safetensors file, hashing the bytes as they go out.
+
+    Each tensor's memory is written once, straight from the tensor, with the checksum
+    computed on the same pass, and tensors that share storage (tied weights) need no copies.
+    """
+    parts, size = safetensors_parts(tensors)
+    hasher = Hasher(algo, background=size >= _BACKGROUND_HASH_BYTES)
     try:
         with open(path, "wb") as f:
-            _write_all(f, struct.pack("<Q", len(hb)), hasher)
-            _write_all(f, hb, hasher)
-            for _, t in items:
-                if t.numel():
-                    _write_all(f, t.reshape(-1).view(torch.uint8).numpy(), hasher)
+            for part in parts:
+                _write_all(f, part, hasher)
             f.flush()
             if fsync:
                 os.fsync(f.fileno())
     finally:
         hasher.close()
-    size = 8 + len(hb) + offset
     rec: dict[str, Any] = {"size": size}
     if algo != "none":
         rec[algo] = hasher.hexdigest()
