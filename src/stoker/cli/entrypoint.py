@@ -194,7 +194,7 @@ def _compose_and_route(fn: Callable[..., Any], a: _Args,
 
     executor = None
     if "executor" not in _parameters(fn):
-        from stoker.cli.exp_cmd import split_launch
+        from stoker.cli.launching import split_launch
 
         a.overrides, executor = split_launch(a.overrides, detach=a.detach, name=a.name,
                                              default=default_executor,
@@ -210,7 +210,7 @@ def _compose_and_route(fn: Callable[..., Any], a: _Args,
         run_front_door(cfg, yes=True, title=title, schema=schema)
         return entrypoint_repl(fn, cfg, to_typed(cfg, schema), title)
     if executor is not None and not (a.to_yaml or a.to_toml or a.to_json):
-        from stoker.cli.exp_cmd import launch_entrypoint
+        from stoker.cli.launching import launch_entrypoint
 
         return launch_entrypoint(fn, cfg, schema, executor, overrides=a.overrides,
                                  config=a.config, name=a.name, detach=a.detach,
@@ -247,7 +247,7 @@ def _sweep(fn: Callable[..., Any], a: _Args, executor: Any, parallel: int | None
     if executor is None:  # the function takes its own `executor` argument
         raise UserError(f"-m launches one task per point, but {fn.__name__} has its own "
                         "'executor' argument, so this script cannot pick an executor")
-    from stoker.cli.exp_cmd import launch_sweep
+    from stoker.cli.launching import launch_sweep
     from stoker.cli.front_door import enable_artifact_references
 
     enable_artifact_references()
