@@ -176,4 +176,32 @@ MUTATIONS: list[Mutation] = [
               "allowed = None  # MUTATION"),),
         ("tests/train/test_lineage.py::test_eval_of_a_model_artifact_imports_only_trusted_modules",),
     ),
+    Mutation(
+        "resolved-arguments-skip-checksum",
+        "an entrypoint job uses the launcher's resolved arguments only for the config.yaml "
+        "they were written for",
+        (Edit("launch/resolved.py",
+              '    if data.get("config_sha256") != digest:',
+              '    if False:  # MUTATION: checksum not compared'),),
+        ("tests/launch/test_resolved.py::test_the_job_uses_the_launchers_arguments_until_the_"
+         "config_or_the_code_changes",
+         "tests/launch/test_resolved.py::test_read_resolved_checks_file_function_and_schema"),
+    ),
+    Mutation(
+        "resolved-arguments-skip-schema",
+        "an entrypoint job whose function's arguments changed after launch composes again",
+        (Edit("launch/resolved.py",
+              '    if data.get("schema") != schema_fingerprint(SignatureSchema(fn)):',
+              '    if False:  # MUTATION: schema not compared'),),
+        ("tests/launch/test_resolved.py::test_the_job_uses_the_launchers_arguments_until_the_"
+         "config_or_the_code_changes",),
+    ),
+    Mutation(
+        "resolved-arguments-with-interpolation",
+        "a config with ${...} is resolved by the job, never taken pre-resolved from the launcher",
+        (Edit("launch/resolved.py",
+              "    if to_container(cfg, resolve=False) != resolved:",
+              "    if False:  # MUTATION: interpolations pre-resolved"),),
+        ("tests/launch/test_resolved.py::test_only_plain_configs_get_resolved_arguments",),
+    ),
 ]

@@ -14,8 +14,10 @@ the executors (about half of a job's start-up). ``config.yaml`` stays the source
 the job uses the JSON only when the file's checksum, the function and its schema (argument
 names, types, required-ness, nested fields) are those it was written for, and composes the
 file again otherwise, saying why. Only plain configs get one: no interpolation (``${...}``
-resolves when the job runs, so its value may differ there), no ``_target_`` node (built and
-trust-checked by the job's own validation), nothing JSON does not give back unchanged.
+resolves when the job runs, so its value may differ there) and nothing JSON does not give
+back unchanged. ``_target_`` nodes (a nested dataclass default, a factory) are kept: the
+launcher validated them with the job's own rules (an entrypoint's config is the user's, so
+every target is trusted, there as here), and the job builds them exactly as composing would.
 Standard library only on the reading side: the job imports this first.
 """
 from __future__ import annotations
@@ -50,9 +52,8 @@ def plain_arguments(cfg: Any, resolved: Any) -> dict[str, Any] | None:
     """``resolved`` (what validation returned for ``cfg``) when the job may use it in place
     of composing ``cfg`` again, else None (see the module docstring)."""
     from stoker.config.export import to_container
-    from stoker.config.validation import _contains_target
 
-    if not isinstance(resolved, dict) or _contains_target(resolved):
+    if not isinstance(resolved, dict):
         return None
     try:
         if json.loads(json.dumps(resolved, allow_nan=False)) != resolved:
