@@ -204,4 +204,17 @@ MUTATIONS: list[Mutation] = [
               "    if False:  # MUTATION: interpolations pre-resolved"),),
         ("tests/launch/test_resolved.py::test_only_plain_configs_get_resolved_arguments",),
     ),
+    Mutation(
+        "exit-runs-the-collector",
+        "a stoker process exits without a garbage-collector pass over torch (a preempted "
+        "job requeues seconds sooner)",
+        (Edit("cli/exiting.py", "        atexit.register(_freeze)\n", "        pass\n"),),
+        ("tests/cli/test_exiting.py::test_exit_freezes_the_collector_last_and_keeps_buffers_and_code",),
+    ),
+    Mutation(
+        "exit-loses-buffered-writes",
+        "exiting without the collector still writes what open files hold in their buffers",
+        (Edit("cli/exiting.py", "    _flush_open_files()\n", ""),),
+        ("tests/cli/test_exiting.py::test_exit_freezes_the_collector_last_and_keeps_buffers_and_code",),
+    ),
 ]

@@ -270,8 +270,12 @@ def main(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
     """Run ``fn`` from the command line and exit with its code.
 
     ``default_executor``: where it runs when the command line names no ``executor=``
-    (a kind or an env.toml profile; default: here, in this process).
+    (a kind or an env.toml profile; default: here, in this process). The process then
+    exits without a last garbage-collector pass (:mod:`stoker.cli.exiting`).
     """
+    from stoker.cli.exiting import freeze_gc_at_exit
+
+    freeze_gc_at_exit()
     sys.stdout.flush()
     code = run(fn, argv, default_executor=default_executor)
     sys.stdout.flush()
