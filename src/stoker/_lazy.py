@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Mapping
-from typing import Any
+TYPE_CHECKING = False  # annotations only: `import stoker` imports neither typing nor
+if TYPE_CHECKING:      # collections (the job wrapper starts the job before anything else)
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 
 def lazy_getattr(package: str, names: Mapping[str, str]) -> Callable[[str], Any]:

@@ -254,4 +254,45 @@ MUTATIONS: list[Mutation] = [
               "        pass  # MUTATION"),),
         ("tests/package/test_init_from.py::test_art_uri_source_is_recorded_in_the_models_lineage",),
     ),
+    Mutation(
+        "resolved-arguments-skip-checksum",
+        "an entrypoint job uses the launcher's resolved arguments only for the config.yaml "
+        "they were written for",
+        (Edit("launch/resolved.py",
+              '    if data.get("config_sha256") != digest:',
+              '    if False:  # MUTATION: checksum not compared'),),
+        ("tests/launch/test_resolved.py::test_the_job_uses_the_launchers_arguments_until_the_"
+         "config_or_the_code_changes",
+         "tests/launch/test_resolved.py::test_read_resolved_checks_file_function_and_schema"),
+    ),
+    Mutation(
+        "resolved-arguments-skip-schema",
+        "an entrypoint job whose function's arguments changed after launch composes again",
+        (Edit("launch/resolved.py",
+              '    if data.get("schema") != schema_fingerprint(SignatureSchema(fn)):',
+              '    if False:  # MUTATION: schema not compared'),),
+        ("tests/launch/test_resolved.py::test_the_job_uses_the_launchers_arguments_until_the_"
+         "config_or_the_code_changes",),
+    ),
+    Mutation(
+        "resolved-arguments-with-interpolation",
+        "a config with ${...} is resolved by the job, never taken pre-resolved from the launcher",
+        (Edit("launch/resolved.py",
+              "    if to_container(cfg, resolve=False) != resolved:",
+              "    if False:  # MUTATION: interpolations pre-resolved"),),
+        ("tests/launch/test_resolved.py::test_only_plain_configs_get_resolved_arguments",),
+    ),
+    Mutation(
+        "exit-runs-the-collector",
+        "a stoker process exits without a garbage-collector pass over torch (a preempted "
+        "job requeues seconds sooner)",
+        (Edit("cli/exiting.py", "        atexit.register(_freeze)\n", "        pass\n"),),
+        ("tests/cli/test_exiting.py::test_exit_freezes_the_collector_last_and_keeps_buffers_and_code",),
+    ),
+    Mutation(
+        "exit-loses-buffered-writes",
+        "exiting without the collector still writes what open files hold in their buffers",
+        (Edit("cli/exiting.py", "    _flush_open_files()\n", ""),),
+        ("tests/cli/test_exiting.py::test_exit_freezes_the_collector_last_and_keeps_buffers_and_code",),
+    ),
 ]

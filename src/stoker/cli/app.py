@@ -116,6 +116,9 @@ def print_error(message: str, exc: BaseException | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
+    from stoker.cli.exiting import freeze_gc_at_exit
+
+    freeze_gc_at_exit()  # first: its handler runs after every other one at exit
     args = list(sys.argv[1:] if argv is None else argv)
     command = typer.main.get_command(build_app())
     sys.exit(run_click(command, args, prog_name="stoker"))

@@ -120,8 +120,6 @@ def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
     script again elsewhere with its exported config; ``default_executor`` applies when none
     is named (a function with its own ``executor`` argument keeps it and runs here).
     """
-    from stoker.cli.app import print_error, report_exception
-
     args = list(sys.argv[1:] if argv is None else argv)
     prog = prog or Path(sys.argv[0]).name or fn.__name__
     try:
@@ -131,52 +129,99 @@ def run(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
         if a.help:
             print_help(fn, prog)
             return 0
-        from stoker.cli.front_door import run_front_door
-        from stoker.config.typed import to_typed
-
-        executor = None
-        if "executor" not in _parameters(fn):
-            from stoker.cli.exp_cmd import split_launch
-
-            a.overrides, executor = split_launch(a.overrides, detach=a.detach, name=a.name,
-                                                 default=default_executor,
-                                                 keep_local=a.multirun)
-        parallel = _parallel(a)
-        if a.multirun:
-            return _sweep(fn, a, executor, parallel)
-        cfg, schema = _compose(fn, a)
-        if a.repl:
-            from stoker.cli.repl import entrypoint_repl
-
-            title = f"{fn.__module__}:{fn.__name__}"
-            run_front_door(cfg, yes=True, title=title, schema=schema)
-            return entrypoint_repl(fn, cfg, to_typed(cfg, schema), title)
-        if executor is not None and not (a.to_yaml or a.to_toml or a.to_json):
-            from stoker.cli.exp_cmd import launch_entrypoint
-
-            return launch_entrypoint(fn, cfg, schema, executor, overrides=a.overrides,
-                                     config=a.config, name=a.name, detach=a.detach,
-                                     dryrun=a.dryrun, yes=a.yes,
-                                     title=f"{fn.__module__}:{fn.__name__}")
-        go = run_front_door(cfg, dryrun=a.dryrun, to_yaml=a.to_yaml, to_toml=a.to_toml,
-                            to_json=a.to_json, yes=a.yes, title=f"{fn.__module__}:{fn.__name__}",
-                            schema=schema)
-        if not go:
-            return 0
-        kwargs = to_typed(cfg, schema)
+        kwargs = _job_arguments(fn, a)
+        if kwargs is None:
+            kwargs = _compose_and_route(fn, a, default_executor)
+        if isinstance(kwargs, int):  # launched, exported, dry-run or declined: its exit code
+            return kwargs
     except KeyboardInterrupt:
-        print_error("interrupted", None)
+        _print_error("interrupted")
         return 130
     except Exception as e:  # noqa: BLE001 - the CLI boundary maps every error to a code
-        return report_exception(e)
+        return _report_exception(e)
     try:
         result = fn(**kwargs)
     except KeyboardInterrupt:
-        print_error("interrupted", None)
+        _print_error("interrupted")
         return 130
     except Exception as e:  # noqa: BLE001
-        return report_exception(e)
+        return _report_exception(e)
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def _print_error(message: str) -> None:
+    from stoker.cli.app import print_error  # typer: only when there is something to report
+
+    print_error(message, None)
+
+
+def _report_exception(e: BaseException) -> int:
+    from stoker.cli.app import report_exception
+
+    return report_exception(e)
+
+
+def _job_arguments(fn: Callable[..., Any], a: _Args) -> dict[str, Any] | None:
+    """A launched task's job (``script.py -c JOBDIR/config.yaml --yes executor=local``,
+    :meth:`stoker.Experiment.add_entrypoint`): the arguments the launcher validated, from
+    ``JOBDIR/config.resolved.json`` (:mod:`stoker.launch.resolved`), without composing
+    again. None: compose as usual (any other command line, no such file, or a file that no
+    longer fits: then stderr says why)."""
+    if not (a.config and a.yes and a.overrides == ["executor=local"]) or a.dryrun or a.repl \
+            or a.multirun or a.detach or a.name or a.parallel or a.to_yaml or a.to_toml \
+            or a.to_json or "executor" in _parameters(fn):
+        return None
+    from stoker.launch.resolved import read_resolved
+
+    arguments, why = read_resolved(a.config, fn)
+    if arguments is None:
+        if why:
+            sys.stderr.write(f"stoker: {why}; composing {a.config} again\n")
+            sys.stderr.flush()
+        return None
+    from stoker.config.schema import SignatureSchema
+    from stoker.config.typed import from_resolved
+
+    return from_resolved(arguments, SignatureSchema(fn))
+
+
+def _compose_and_route(fn: Callable[..., Any], a: _Args,
+                       default_executor: str | None) -> dict[str, Any] | int:
+    """Compose ``fn``'s config from the command line, then launch it elsewhere, export it,
+    dry-run it, open a REPL on it, or return its typed arguments to run here."""
+    from stoker.cli.front_door import run_front_door
+    from stoker.config.typed import to_typed
+
+    executor = None
+    if "executor" not in _parameters(fn):
+        from stoker.cli.launching import split_launch
+
+        a.overrides, executor = split_launch(a.overrides, detach=a.detach, name=a.name,
+                                             default=default_executor,
+                                             keep_local=a.multirun)
+    parallel = _parallel(a)
+    if a.multirun:
+        return _sweep(fn, a, executor, parallel)
+    cfg, schema = _compose(fn, a)
+    if a.repl:
+        from stoker.cli.repl import entrypoint_repl
+
+        title = f"{fn.__module__}:{fn.__name__}"
+        run_front_door(cfg, yes=True, title=title, schema=schema)
+        return entrypoint_repl(fn, cfg, to_typed(cfg, schema), title)
+    if executor is not None and not (a.to_yaml or a.to_toml or a.to_json):
+        from stoker.cli.launching import launch_entrypoint
+
+        return launch_entrypoint(fn, cfg, schema, executor, overrides=a.overrides,
+                                 config=a.config, name=a.name, detach=a.detach,
+                                 dryrun=a.dryrun, yes=a.yes,
+                                 title=f"{fn.__module__}:{fn.__name__}")
+    go = run_front_door(cfg, dryrun=a.dryrun, to_yaml=a.to_yaml, to_toml=a.to_toml,
+                        to_json=a.to_json, yes=a.yes, title=f"{fn.__module__}:{fn.__name__}",
+                        schema=schema)
+    if not go:
+        return 0
+    return to_typed(cfg, schema)
 
 
 def _parallel(a: _Args) -> int | None:
@@ -202,7 +247,7 @@ def _sweep(fn: Callable[..., Any], a: _Args, executor: Any, parallel: int | None
     if executor is None:  # the function takes its own `executor` argument
         raise UserError(f"-m launches one task per point, but {fn.__name__} has its own "
                         "'executor' argument, so this script cannot pick an executor")
-    from stoker.cli.exp_cmd import launch_sweep
+    from stoker.cli.launching import launch_sweep
     from stoker.cli.front_door import enable_artifact_references
 
     enable_artifact_references()
@@ -225,8 +270,12 @@ def main(fn: Callable[..., Any], argv: Sequence[str] | None = None, *,
     """Run ``fn`` from the command line and exit with its code.
 
     ``default_executor``: where it runs when the command line names no ``executor=``
-    (a kind or an env.toml profile; default: here, in this process).
+    (a kind or an env.toml profile; default: here, in this process). The process then
+    exits without a last garbage-collector pass (:mod:`stoker.cli.exiting`).
     """
+    from stoker.cli.exiting import freeze_gc_at_exit
+
+    freeze_gc_at_exit()
     sys.stdout.flush()
     code = run(fn, argv, default_executor=default_executor)
     sys.stdout.flush()

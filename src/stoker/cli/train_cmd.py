@@ -59,7 +59,7 @@ def train(
                               "instead of training."),
     imports: Optional[list[str]] = IMPORT_OPTION,
 ) -> int:
-    from stoker.cli.exp_cmd import split_launch
+    from stoker.cli.launching import split_launch
     from stoker.cli.front_door import enable_artifact_references, run_front_door
     from stoker.errors import UserError
     from stoker.train.recipe import recipe_schema
@@ -72,7 +72,7 @@ def train(
         if repl or to_yaml or to_toml or to_json:
             raise UserError("--repl and --to-yaml/--to-toml/--to-json work on one config; "
                             "drop -m (or pick one point's values)")
-        from stoker.cli.exp_cmd import launch_sweep
+        from stoker.cli.launching import launch_sweep
 
         return launch_sweep("train", source, list(overrides), executor, name=name,
                             detach=detach, dryrun=dryrun, yes=yes, parallel=parallel,
@@ -88,7 +88,7 @@ def train(
                        check=recipe_problems)
         return train_repl(cfg, f"stoker train {source}")
     if executor is not None:
-        from stoker.cli.exp_cmd import launch_train
+        from stoker.cli.launching import launch_train
 
         return launch_train(cfg, source, executor, name=name, detach=detach, dryrun=dryrun,
                             to_yaml=to_yaml, to_toml=to_toml, to_json=to_json, yes=yes)

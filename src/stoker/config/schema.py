@@ -174,6 +174,49 @@ def default_tree(schema: Any) -> dict[str, Any]:
     return out
 
 
+def schema_fingerprint(schema: Any) -> str:
+    """A digest of a schema's shape: every field's name, annotation and required-ness,
+    the fields of nested dataclasses/models (also inside unions and containers) included.
+
+    The same code gives the same digest in another process; adding, removing or retyping a
+    field, or making one required, changes it. Defaults are left out: a config exported
+    from a composed tree holds every value, so a changed default changes nothing it says.
+    Used to tell whether arguments validated by a launcher still fit the job's code
+    (:mod:`stoker.launch.resolved`)."""
+    import hashlib
+
+    lines: list[str] = []
+    seen: set[Any] = set()
+
+    def walk(tp: Any, prefix: str) -> None:
+        for name, f in (fields_of(tp) or {}).items():
+            lines.append(f"{prefix}{name}: {f.type!r} {'required' if f.required else 'optional'}")
+            for member in _structured_in(f.type):
+                if member in seen:
+                    lines.append(f"{prefix}{name} -> {member!r} (above)")
+                    continue
+                seen.add(member)
+                walk(member, f"{prefix}{name}.")
+
+    walk(schema, "")
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
+def _structured_in(tp: Any) -> list[Any]:
+    """Dataclasses/models named anywhere in an annotation (``list[A] | B | None``)."""
+    tp = strip_annotated(tp)
+    if is_structured(tp):
+        return [tp]
+    found: list[Any] = []
+    for arg in typing.get_args(tp):
+        if isinstance(arg, (list, tuple)):  # Callable[[A], B]
+            for a in arg:
+                found.extend(_structured_in(a))
+        else:
+            found.extend(_structured_in(arg))
+    return found
+
+
 NODE_KEYS_ATTR = "__stoker_node_keys__"
 
 

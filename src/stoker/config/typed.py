@@ -32,6 +32,14 @@ def to_typed(cfg: Any, schema: Any) -> Any:
     return _convert(data, schema, "")
 
 
+def from_resolved(data: dict[str, Any], schema: Any) -> Any:
+    """:func:`to_typed` of data that :func:`check_resolved` already returned without
+    problems for this schema (in this process or, through
+    :mod:`stoker.launch.resolved`, in the launcher): the conversion without validating it
+    again."""
+    return _convert(data, schema, "")
+
+
 def _convert(value: Any, tp: Any, path: str) -> Any:
     if isinstance(tp, sch.SignatureSchema) or sch.is_structured(tp):
         fields = sch.fields_of(tp) or {}
@@ -69,6 +77,8 @@ def _convert(value: Any, tp: Any, path: str) -> Any:
             picked, _ = sch.choose_member(tp, value)
             chosen = picked or chosen
         return _convert(value, chosen, path)
+    if type(value) is tp and tp in (int, float, bool, str):
+        return value  # what Pydantic gives back for an exact match: no adapter, no import
     if sch.discriminator_of(tp) is None and not _contains_target(value):
         ad = _adapter(tp)
         if ad is not None:

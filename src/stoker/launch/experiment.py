@@ -88,6 +88,11 @@ class _Spec:
     """A sweep point's swept values (``optim.lr`` -> ``0.001``)."""
     threads: int | None = None
     """Threads the task may use when it shares this machine's cores (launch.cores)."""
+    fn: Callable[..., Any] | None = None
+    """An entrypoint task's function."""
+    arguments: dict[str, Any] | None = None
+    """Its validated, resolved arguments when the job may skip composing them again
+    (:mod:`stoker.launch.resolved`)."""
 
 
 class Experiment:
@@ -160,9 +165,10 @@ class Experiment:
         from stoker.launch.builders import entrypoint_config, script_program
 
         from stoker.config.validation import check_resolved
+        from stoker.launch.resolved import plain_arguments
 
         cfg, schema = entrypoint_config(fn, overrides, config)
-        problems, _ = check_resolved(cfg, schema)
+        problems, resolved = check_resolved(cfg, schema)
         if problems:
             raise ConfigError(problems=problems)
         head = script_program(fn)
@@ -172,7 +178,8 @@ class Experiment:
         return self._add(_Spec(
             name or fn.__name__, "entrypoint",
             lambda jd: [*head, "-c", str(jd / CONFIG_FILE), "--yes", "executor=local"],
-            ex, ex_spec, self.cwd, list(depends_on), cfg, run_dir, point))
+            ex, ex_spec, self.cwd, list(depends_on), cfg, run_dir, point, fn=fn,
+            arguments=plain_arguments(cfg, resolved)))
 
     def add_script(self, script: str | Path, args: Sequence[str] = (), *,
                    name: str | None = None, executor: Any = None,
@@ -302,6 +309,7 @@ class Experiment:
         submits arrays (Slurm) become ONE job array.
         """
         from stoker.config.export import save
+        from stoker.launch.resolved import resolved_path, write_resolved
 
         specs = self._ordered(mode, max_parallel)
         for _ in range(20):
@@ -320,10 +328,14 @@ class Experiment:
         self.id = exp_id
         for s, task, ex in tasks:
             task.stdout.parent.mkdir(parents=True, exist_ok=True)
-            if isinstance(s.cfg, Path):  # a rerun: the same file
+            if isinstance(s.cfg, Path):  # a rerun: the same file (and its resolved arguments)
                 shutil.copyfile(s.cfg, task.job_dir / CONFIG_FILE)
+                if resolved_path(s.cfg).is_file():
+                    shutil.copyfile(resolved_path(s.cfg), resolved_path(task.job_dir / CONFIG_FILE))
             elif s.cfg is not None:
                 save(s.cfg, task.job_dir / CONFIG_FILE)
+                if s.arguments is not None and s.fn is not None:
+                    write_resolved(task.job_dir / CONFIG_FILE, s.fn, s.arguments)
             described = ex.describe(task)
             from stoker.atomic import atomic_write_text
 

@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from stoker.errors import ConfigError, ConfigProblem, UserError
-from stoker.launch.config import KINDS, parse_executor_config
 
 __all__ = ["ENV_FILE", "ExecutorSpec", "Profile", "load_profiles", "profile_files",
            "resolve_profile", "select_executor", "split_executor_args"]
@@ -123,6 +122,8 @@ def resolve_profile(name: str, profiles: dict[str, Profile]) -> tuple[dict[str, 
             data["kind"] = data.pop("executor")
         merged.update(data)
     if "kind" not in merged:
+        from stoker.launch.config import KINDS
+
         raise UserError(f"profile '{name}' ({profiles[name].file}) does not say which executor "
                         f"runs it; add executor = \"slurm\" (or {', '.join(KINDS)})")
     return merged, profiles[name].file
@@ -176,6 +177,10 @@ def select_executor(selector: str | None, fields: Sequence[str] = (), *,
     ``executor:`` node of the config file) or else ``default``. Profiles win over kinds of
     the same name, so ``[slurm]`` in env.toml sets the defaults of ``executor=slurm``.
     """
+    # Pydantic (the executor models) loads here, not with this module: a command line
+    # without executor= only needs split_executor_args.
+    from stoker.launch.config import KINDS, parse_executor_config
+
     name = selector if selector is not None else (None if base else default)
     profiles: dict[str, Profile] | None = None
     file: str | None = None

@@ -8,6 +8,8 @@ Layout (atomic files only, so any number of processes may launch and query at on
     <id>/cancelled                `stoker exp cancel ID`: submit nothing more
     <id>/<task>/task.json         name, program, workdir, executor (masked), env (masked), ...
     <id>/<task>/config.yaml       the resolved config the task runs
+    <id>/<task>/config.resolved.json  an entrypoint task's validated arguments, for its job
+                                  to skip composing config.yaml again (launch.resolved)
     <id>/<task>/command.txt       exactly what runs (the executor's describe, masked)
     <id>/<task>/handle.json       the executor's handle, written once submitted
     <id>/<task>/skipped.json      never submitted (a dependency failed, or cancelled)

@@ -8,15 +8,12 @@ are forwarded to the job, so ``stoker exp cancel`` lets the trainer save a check
 """
 from __future__ import annotations
 
-import json
-import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from stoker.atomic import atomic_write_text
-
+# Nothing else at module level: the job starts before this process imports anything more
+# (json, signal, pathlib and stoker.atomic come after it, off the job's start-up path).
 EXIT_FILE = "exit.json"
 
 
@@ -25,7 +22,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m stoker.launch.wrapper JOB_DIR [--own-session] -- ARGV...\n")
         return 2
     sep = argv.index("--")
-    job_dir = Path(argv[0])
+    job_dir = argv[0]
     own_session = "--own-session" in argv[1:sep]
     cmd = argv[sep + 1:]
     started = time.time()
@@ -35,6 +32,7 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"stoker: cannot start {cmd[0]}: {e}\n")
         _record(job_dir, 127, started)
         return 127
+    import signal
 
     def forward(signum: int, _frame: object) -> None:
         if child.poll() is None:
@@ -55,8 +53,13 @@ def main(argv: list[str]) -> int:
     return code
 
 
-def _record(job_dir: Path, code: int, started: float) -> None:
-    atomic_write_text(job_dir / EXIT_FILE, json.dumps(
+def _record(job_dir: str, code: int, started: float) -> None:
+    import json
+    from pathlib import Path
+
+    from stoker.atomic import atomic_write_text
+
+    atomic_write_text(Path(job_dir) / EXIT_FILE, json.dumps(
         {"exit_code": code, "started": started, "ended": time.time()}) + "\n")
 
 

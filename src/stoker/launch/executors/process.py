@@ -86,8 +86,6 @@ class ProcessExecutor(Executor):
         return "\n".join(lines)
 
     def submit(self, task: Task, *, after: Sequence[dict[str, Any]] = ()) -> dict[str, Any]:
-        import psutil
-
         if after:
             raise ValueError(f"the {self.kind} executor cannot wait for other jobs; the "
                              "experiment submits a task once its dependencies succeeded")
@@ -99,6 +97,8 @@ class ProcessExecutor(Executor):
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     start_new_session=self.new_session, close_fds=True)
         _CHILDREN[proc.pid] = proc
+        import psutil  # after the start: the job does not wait for this import
+
         try:
             created = psutil.Process(proc.pid).create_time()
         except psutil.NoSuchProcess:  # pragma: no cover - reaped already: cannot happen, we hold it
