@@ -113,6 +113,23 @@ def test_background_save_stages_a_copy_and_commits_only_when_written(tmp_path: P
     assert load_checkpoint(path)["model"]["w"].equal(want)  # the staged copy was written
 
 
+def test_background_saves_reuse_one_staging_buffer_without_mixing_steps(tmp_path: Path) -> None:
+    """The staging tensors are reused from one background save to the next (no fresh GB
+    per save), and each checkpoint still holds the weights of its own step."""
+    mgr = CheckpointManager(tmp_path / "ckpt", keep_last=3, fsync=False)
+    state = _state()
+    wanted = {}
+    for step in (1, 2, 3):
+        wanted[step] = state["model"]["w"].clone()
+        mgr.save(step, state, background=True)
+        state["model"]["w"].add_(1.0)
+    mgr.wait()
+    staged = mgr._staging[("model", "w")]
+    assert staged.data_ptr() != state["model"]["w"].data_ptr() and staged.equal(wanted[3])
+    for step, w in wanted.items():
+        assert load_checkpoint(mgr.path_for(step))["model"]["w"].equal(w), step
+
+
 def test_background_save_of_a_nonfinite_state_is_never_written(tmp_path: Path) -> None:
     """The finite check of a background save runs on the writer thread, on the staged copy:
     the error comes from the next wait, and nothing of that step is committed."""

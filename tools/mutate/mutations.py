@@ -209,7 +209,7 @@ MUTATIONS: list[Mutation] = [
         "async-save-not-staged",
         "a background save writes a copy taken at the step, not tensors training changes",
         (Edit("train/checkpoint/manager.py",
-              'sink.tensors = {n: t.detach().to("cpu", copy=True) for n, t in sink.tensors.items()}',
+              'sink.tensors = {n: self._stage(sink.key, n, t) for n, t in sink.tensors.items()}',
               "pass  # MUTATION: no staging copy"),),
         ("tests/train/test_checkpoint_scale.py::"
          "test_background_save_stages_a_copy_and_commits_only_when_written",),
