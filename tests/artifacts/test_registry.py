@@ -178,6 +178,23 @@ def test_s3_endpoint_without_conditional_writes_is_refused(s3_registry_url, monk
         store.create_exclusive(store.path("artifacts/x/versions/v1.json"), {})
 
 
+def test_s3_put_whose_reply_was_lost_is_ours_on_retry(s3_registry_url) -> None:
+    """botocore retries a PUT whose reply was lost; the retry meets the object the first try
+    stored (412). Our own bytes there mean we created it; someone else's bytes mean we did
+    not (no duplicate version, no lost one)."""
+    import s3fs
+
+    from stoker.artifacts import storage
+
+    url, opts = s3_registry_url
+    fs = s3fs.S3FileSystem(**opts)
+    path = url.removeprefix("s3://") + "/artifacts/lost/versions/v1.json"
+    assert storage._s3_put_if_absent(fs, path, b'{"mine": 1}') is True  # landed, reply "lost"
+    assert storage._s3_put_if_absent(fs, path, b'{"mine": 1}') is True  # the retry: ours
+    assert storage._s3_put_if_absent(fs, path, b'{"theirs": 2}') is False  # another publisher
+    assert storage._s3_get(fs, path) == b'{"mine": 1}'
+
+
 def test_default_registry_lives_under_stoker_home(data_dir: Path) -> None:
     art = Artifact(path=data_dir).save("home-art")
     home = Path(os.environ["STOKER_HOME"])

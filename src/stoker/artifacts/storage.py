@@ -157,8 +157,9 @@ class Store:
         if _S3_CHECKED.get(key):
             return
         probe = self.path(".stoker", "probes", f"{uuid.uuid4().hex}.json")
-        first = _s3_put_if_absent(self.fs, probe, b"{}")
-        second = _s3_put_if_absent(self.fs, probe, b"{}")
+        # different bytes: a 412 whose object holds our own bytes counts as ours (a retry)
+        first = _s3_put_if_absent(self.fs, probe, b'{"probe": 1}')
+        second = _s3_put_if_absent(self.fs, probe, b'{"probe": 2}')
         self.delete(probe)
         if not (first and not second):
             raise RegistryError(
@@ -220,10 +221,12 @@ def _s3_put_if_absent(fs: Any, path: str, data: bytes) -> bool:
              IfNoneMatch="*")
     except Exception as e:  # noqa: BLE001 - classify below; anything else is re-raised
         code = _error_code(e)
-        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-            return False
-        if isinstance(e, FileExistsError):
-            return False
+        if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409") \
+                or isinstance(e, FileExistsError):
+            # botocore retries a PUT whose reply was lost; the retry then meets our own
+            # object. Its bytes say whose it is (a version record carries its creation time
+            # to the microsecond and its own manifest path): the same bytes are ours.
+            return _s3_get(fs, path) == data
         raise RegistryError(f"S3 conditional PUT of {path} failed: {e}") from e
     fs.invalidate_cache(posixpath.dirname(path))
     return True
