@@ -107,6 +107,10 @@ def test_kill_mid_way_then_resume(stoker_cmd, tmp_path, big_corpus, bpe_tokenize
 
     with pytest.raises(DataError, match="unfinished"):
         TokenWindowDataset(out, seq_len=8)
+    # a kill during a shard write leaves the atomic writer's temp file (whether this kill
+    # did depends on timing): the resume removes it, like this planted one
+    (out / "train").mkdir(exist_ok=True)
+    (out / "train" / ".shard-00999.bin.x1y2z3.tmp").write_bytes(b"half a shard")
     r = run(stoker_cmd, *args, "--output-dir", out, "--workers", "2", env=cli_env)
     assert r.returncode == 0, r.stderr
     assert "resumed" in r.stderr

@@ -295,4 +295,10 @@ MUTATIONS: list[Mutation] = [
         (Edit("cli/exiting.py", "    _flush_open_files()\n", ""),),
         ("tests/cli/test_exiting.py::test_exit_freezes_the_collector_last_and_keeps_buffers_and_code",),
     ),
+    Mutation(
+        "prepare-resume-keeps-temp-files",
+        "a resumed data prepare is the same files as a clean one (a killed write's temp file goes)",
+        (Edit("data/prepare.py", "        _sweep_temp_files(out)\n", "        pass  # MUTATION\n"),),
+        ("tests/data/test_cli.py::test_kill_mid_way_then_resume",),
+    ),
 ]

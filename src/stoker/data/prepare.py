@@ -132,6 +132,18 @@ def _output_state(out: Path) -> str:
     return "foreign"
 
 
+def _sweep_temp_files(out: Path) -> None:
+    """Remove the temp files a killed prepare left mid-write (``.shard-*.bin.XXXX.tmp`` from
+    the atomic writer): they belong to no committed unit, and a resumed dataset must be the
+    same files as a clean one. (One prepare per output directory: a second, concurrent one
+    would lose its temp files here, as it would lose much else.)"""
+    for split in SPLITS:
+        d = out / split
+        if d.is_dir():
+            for p in d.glob(".*.tmp"):
+                p.unlink(missing_ok=True)
+
+
 def _clear_dataset(out: Path) -> None:
     """Remove what a prepare wrote in ``out`` (only stoker's own entries)."""
     for name in ("metadata.json", "tokenizer", *SPLITS, WORK_DIR, ".stoker-artifact.json"):
@@ -330,6 +342,9 @@ def _write_dataset(*, pool, units, splits, tokenizer, sources, skip_bad_lines, t
         atomic_write_json(work / "plan.json", {
             "fingerprint": fingerprint, "dtype": out_dtype, "units": len(units),
         }, fsync=fsync)
+
+    if state == "unfinished":
+        _sweep_temp_files(out)
 
     # which units are already committed?
     for u in units:
