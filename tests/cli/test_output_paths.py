@@ -13,6 +13,7 @@ from typing import Callable
 
 import pytest
 
+from tests._shared.engines import no_engine
 from tests._shared.full_disk import fill, small_disk
 
 pytestmark = pytest.mark.integration
@@ -127,8 +128,8 @@ def test_full_disk(stoker_cmd, tmp_path, ctx):
     """One real full tmpfs for every command: a registry with one version on it, then filled."""
     with small_disk(tmp_path / "disk", 3072) as disk:
         if disk is None:
-            pytest.skip("cannot mount a small tmpfs here (needs root and mount rights); "
-                        "the full-disk walk did not run")
+            no_engine("a small tmpfs", "mounting one needs root and mount rights; the "
+                      "full-disk walk did not run")
         reg = disk / "reg"
         r = stoker(stoker_cmd, ["data", "prepare", "-i", str(ctx.corpus), "-o", str(tmp_path / "ds"),
                                 "-q", "--register", "ds", "--registry", str(reg)], tmp_path)

@@ -529,24 +529,13 @@ def test_full_disk_while_writing_the_marker(tmp_path: Path, monkeypatch) -> None
     assert mgr.latest() == prev and not (tmp_path / "step-00000002").exists()
 
 
-def _mount_tiny_tmpfs(where: Path) -> bool:
-    import subprocess
-
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        return False
-    where.mkdir()
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(where)],
-                       capture_output=True)
-    return r.returncode == 0
-
-
 def test_real_full_disk_on_tiny_tmpfs(tmp_path: Path) -> None:
-    import subprocess
+    from tests._shared.engines import no_engine
+    from tests._shared.full_disk import small_disk
 
-    mnt = tmp_path / "tiny"
-    if not _mount_tiny_tmpfs(mnt):
-        pytest.skip("cannot mount a tmpfs here (needs root and mount rights)")
-    try:
+    with small_disk(tmp_path / "tiny", 2048) as mnt:
+        if mnt is None:
+            no_engine("a small tmpfs", "mounting one needs root and mount rights")
         mgr = CheckpointManager(mnt / "checkpoints", keep_last=5)
         prev = mgr.save(1, {"w": torch.zeros(100_000)})  # 400 KB
         with pytest.raises(CheckpointError, match="disk is full") as ei:
@@ -554,8 +543,6 @@ def test_real_full_disk_on_tiny_tmpfs(tmp_path: Path) -> None:
         assert str(prev) in str(ei.value)
         assert [p.name for p in (mnt / "checkpoints").iterdir()] == ["step-00000001"]
         assert mgr.load_latest()["w"].shape == (100_000,)
-    finally:
-        subprocess.run(["umount", str(mnt)], check=False)
 
 
 # ---------------------------------------------------------------- helpers

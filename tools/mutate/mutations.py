@@ -179,7 +179,7 @@ MUTATIONS: list[Mutation] = [
     Mutation(
         "archive-imports-untrusted",
         "an archive's imports: (the modules of your own model) run only after --trust names them",
-        (Edit("package/trust.py",
+        (Edit("config/targets.py",
               "    named += [(f\"imports[{i}]\", str(m)) for i, m in\n",
               "    named += [] and [(f\"imports[{i}]\", str(m)) for i, m in  # MUTATION\n"),),
         ("tests/train/test_user_code.py::test_craft_workflow_trains_evaluates_and_generates",),

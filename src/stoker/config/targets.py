@@ -75,6 +75,18 @@ def iter_targets(tree: Any, path: str = "") -> Iterator[tuple[str, str]]:
             yield from iter_targets(value, f"{path}[{i}]")
 
 
+def untrusted_code(tree: Any, trust: Iterable[str]) -> list[tuple[str, str, str]]:
+    """Every ``(config path, target or module, module to --trust)`` of a plain config that
+    would import code outside stoker, torch and ``trust``: its ``_target_``s and the modules
+    its ``imports:`` names. Strings only: nothing is imported."""
+    trusted = [t.strip() for t in trust if t and str(t).strip()]
+    named = list(iter_targets(tree))
+    wanted = tree.get("imports") if isinstance(tree, dict) else None
+    named += [(f"imports[{i}]", str(m)) for i, m in
+              enumerate([wanted] if isinstance(wanted, str) else wanted or [])]
+    return [(p, t, m) for p, t in named if (m := untrusted_module(t, trusted)) is not None]
+
+
 def check_trusted(path: str, trust: Iterable[str] | None) -> None:
     """Raise :class:`UntrustedTargetError` (before any import) when ``trust`` is given and
     ``path`` is outside it. ``trust=None``: the user's own config, everything importable."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from stoker.config.targets import DEFAULT_TRUSTED, iter_targets, untrusted_module
+from stoker.config.targets import DEFAULT_TRUSTED, untrusted_code
 from stoker.errors import ArchiveError
 
 __all__ = ["check_targets"]
@@ -20,12 +20,7 @@ __all__ = ["check_targets"]
 def check_targets(tree: Any, trust: Iterable[str] = (), *, source: str = "archive") -> None:
     """Raise :class:`ArchiveError` listing every ``_target_`` outside stoker, torch and
     ``trust`` (the rule of :func:`stoker.config.targets.untrusted_module`), all at once."""
-    trusted = [t.strip() for t in trust if t and t.strip()]
-    named = list(iter_targets(tree))
-    wanted = tree.get("imports") if isinstance(tree, dict) else None
-    named += [(f"imports[{i}]", str(m)) for i, m in
-              enumerate([wanted] if isinstance(wanted, str) else wanted or [])]
-    bad = [(p, t, m) for p, t in named if (m := untrusted_module(t, trusted)) is not None]
+    bad = untrusted_code(tree, trust)
     if bad:
         shown = "\n  ".join(f"{p} = {t}" for p, t, _ in bad)
         mods = " ".join(sorted({"--trust " + m for _, _, m in bad}))

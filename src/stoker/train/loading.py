@@ -81,16 +81,12 @@ def _recipe_from_config(config: dict[str, Any], imports: Sequence[str] = ()) -> 
 def check_config_trusted(config: dict[str, Any], trust: Sequence[str]) -> None:
     """Refuse (before importing anything) a config whose ``_target_``s or ``imports:`` reach
     outside stoker, torch and ``trust``."""
-    from stoker.config.targets import UntrustedTargetError, check_trusted, iter_targets
+    from stoker.config.targets import UntrustedTargetError, untrusted_code
 
-    for _, target in iter_targets(config):
-        check_trusted(target, trust)
-    wanted = config.get("imports") or []
-    for module in [wanted] if isinstance(wanted, str) else wanted:
-        try:
-            check_trusted(str(module), trust)
-        except UntrustedTargetError as exc:
-            raise UntrustedTargetError(f"imports: {module}", exc.module) from None
+    bad = untrusted_code(config, trust)
+    if bad:
+        path, target, module = bad[0]
+        raise UntrustedTargetError(f"{path}: {target}", module)
 
 
 def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:

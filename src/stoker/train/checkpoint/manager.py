@@ -10,6 +10,11 @@ fsynced, the directory is renamed to ``step-NNNNNNNN``, and only then is the com
 written (atomically, with :mod:`stoker.atomic`). "Latest" is the highest step with a valid
 marker, so a half-written checkpoint is invisible, and pruning removes a step's marker
 before its files so no crash can leave a deleted checkpoint looking committed.
+
+Length: about 670 lines, past 550 because both formats (full state, and DCP shards in
+:mod:`.sharded`) and the background writer share one commit path (temp dir, verified file
+list, rename, marker last) and one in-flight save; the format-specific writing and reading
+live in ``tensors``, ``sharded`` and ``load``.
 """
 from __future__ import annotations
 
