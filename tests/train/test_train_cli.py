@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from safetensors.torch import load_file
+from golden import check_golden, record_golden
 from train_helpers import (kill_9_at_step, read_metrics, run_cli, safe_metrics, tiny_overrides,
                            train_losses)
 
@@ -22,7 +23,8 @@ from tests._shared.full_disk import fill, small_disk
 pytestmark = pytest.mark.integration
 
 # First 20 training losses of gpt-char at the tiny size of `tiny_overrides` on the tiny
-# corpus of conftest.py, on CPU. A change that moves them must say why.
+# corpus of conftest.py, on CPU, one record per machine fingerprint they were recorded on
+# (stoker.artifacts.machine). A change that moves them must say why.
 GOLDEN_PATH = Path(__file__).with_name("golden_gpt_char.json")
 
 
@@ -47,10 +49,11 @@ def reference_run(tiny_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def test_golden_losses(reference_run: Path) -> None:
     losses = train_losses(reference_run)
     got = [losses[s] for s in range(1, 21)]
+    machine = json.loads((reference_run / "env.json").read_text())["machine"]
     if os.environ.get("STOKER_RECORD_GOLDEN"):  # a change that moves them must say why
-        GOLDEN_PATH.write_text(json.dumps(got, indent=1) + "\n")
+        record_golden(GOLDEN_PATH, machine, got)
     assert GOLDEN_PATH.exists(), "no golden losses: record with STOKER_RECORD_GOLDEN=1"
-    assert got == json.loads(GOLDEN_PATH.read_text())
+    check_golden(json.loads(GOLDEN_PATH.read_text()), machine, got)
 
 
 def test_run_dir_layout_and_rerun_of_a_finished_run(stoker_cmd, reference_run: Path,

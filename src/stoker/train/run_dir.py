@@ -148,6 +148,8 @@ def environment_info() -> dict[str, Any]:
 
     import torch
 
+    from stoker.artifacts.machine import machine_fingerprint
+
     def ver(pkg: str) -> str | None:
         try:
             return md.version(pkg)
@@ -165,6 +167,7 @@ def environment_info() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "git": _git_info(Path.cwd()),
+        "machine": machine_fingerprint(),
         "hostname": platform.node(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
