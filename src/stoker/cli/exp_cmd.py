@@ -1,5 +1,8 @@
 """``stoker exp list|status|logs|cancel|rerun``.
 
+A damaged job store record is exit 2 naming its file and field (``stoker.launch.records``);
+``list``, ``latest`` and ID prefixes skip such an experiment with a warning on stderr.
+
 Launching with ``executor=...`` lives in :mod:`stoker.cli.launching` (no typer there).
 Only typer is imported at module level; the launch library
 loads inside the commands.
@@ -20,7 +23,8 @@ def register(app: typer.Typer) -> None:
                       no_args_is_help=True)
     exp.command("list", help="Recent experiments, newest first.")(list_cmd)
     exp.command("status", help="Each task's state, exit code and run directory; exit 1 "
-                "when a task failed.")(status_cmd)
+                "when a task failed or was lost (never submitted, its launcher gone: rerun "
+                "it).")(status_cmd)
     exp.command("logs", help="A task's output (stdout, then stderr); --follow until it "
                 "ends and exit with its code.")(logs_cmd)
     exp.command("cancel", help="Cancel an experiment's tasks (or one): SIGTERM lets the "
