@@ -49,6 +49,8 @@ CASES = {
     "exit-code-zero": ("exit.json", _edit("exit_code", "zero"),
                        "- exit_code: Input should be a valid integer"),
     "driver-empty": ("driver.json", "{}", "- pid: missing"),
+    "skipped-reason-not-text": ("skipped.json", '{"reason": 5}',
+                                "- reason: Input should be a valid string"),
 }
 
 
@@ -68,8 +70,10 @@ def test_a_damaged_record_is_exit_2_naming_file_and_field_and_never_hides_the_ot
     victim = _launch(store, "exp-b", project)  # the newest: `latest` would be this one
     folder = store.path(victim)
     target = folder / file if file in ("experiment.json", "driver.json") else folder / "job" / file
-    if file == "driver.json":  # only read for a task not submitted yet
+    if file in ("driver.json", "skipped.json"):  # only read for a task not submitted
         (folder / "job" / "handle.json").unlink()
+    if file == "skipped.json":
+        (folder / "job" / file).write_text('{"reason": "not submitted: cancelled"}')
     assert target.is_file()
     if callable(damage):
         damage = json.dumps(damage(json.loads(target.read_text())))
