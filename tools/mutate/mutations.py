@@ -301,4 +301,45 @@ MUTATIONS: list[Mutation] = [
         (Edit("data/prepare.py", "        _sweep_temp_files(out)\n", "        pass  # MUTATION\n"),),
         ("tests/data/test_cli.py::test_kill_mid_way_then_resume",),
     ),
+    Mutation(
+        "store-records-unvalidated",
+        "every job store record is validated on read: a damaged one is exit 2 naming the "
+        "file and field, and never breaks `exp list` for the other experiments",
+        (Edit("launch/records.py",
+              "        return _adapter(kind).validate_python(data)",
+              "        return (kind.model_construct(**data) if hasattr(kind, 'model_construct')"
+              " else kind(**data))  # MUTATION: read without validation"),),
+        ("tests/launch/test_store_records.py::test_a_damaged_record_is_exit_2_naming_file_"
+         "and_field_and_never_hides_the_others",),
+    ),
+    Mutation(
+        "store-handle-fields-unchecked",
+        "a handle.json is checked for the fields its executor kind reads (pid: \"abc\" is "
+        "exit 2, not a traceback)",
+        (Edit("launch/records.py", "_HANDLES.get(base.kind, _Handle)", "_Handle"),),
+        ("tests/launch/test_store_records.py::test_a_damaged_record_is_exit_2_naming_file_"
+         "and_field_and_never_hides_the_others",),
+    ),
+    Mutation(
+        "store-lost-never-detected",
+        "a task whose launcher or driver is gone reads LOST with how to rerun (not PENDING "
+        "forever), and `exp logs --follow` of it ends",
+        (Edit("launch/driver.py", "    if alive is False:", "    if False:  # MUTATION"),),
+        ("tests/launch/test_store_kills.py::test_a_launcher_killed_after_its_commit_leaves_"
+         "lost_tasks_that_rerun_runs",
+         "tests/launch/test_store_kills.py::test_a_launcher_killed_after_its_first_"
+         "submission_loses_only_the_rest"),
+    ),
+    Mutation(
+        "store-commits-before-task-records",
+        "experiment.json is the launch's commit, written after every task record: a "
+        "launcher killed mid-way leaves no experiment with tasks missing",
+        (Edit("launch/experiment.py", "            self._record(exp_id, tasks)\n", ""),
+         Edit("launch/experiment.py",
+              '"cwd": str(self.cwd), "max_parallel": max_parallel, "sweep": self.sweep})\n',
+              '"cwd": str(self.cwd), "max_parallel": max_parallel, "sweep": self.sweep})\n'
+              "            self._record(exp_id, tasks)  # MUTATION: after the commit\n")),
+        ("tests/launch/test_store_kills.py::test_a_launcher_killed_before_its_commit_leaves_"
+         "no_experiment",),
+    ),
 ]

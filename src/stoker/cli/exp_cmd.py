@@ -1,5 +1,8 @@
 """``stoker exp list|status|logs|cancel|rerun``.
 
+A damaged job store record is exit 2 naming its file and field (``stoker.launch.records``);
+``list``, ``latest`` and ID prefixes skip such an experiment with a warning on stderr.
+
 Launching with ``executor=...`` lives in :mod:`stoker.cli.launching` (no typer there).
 Only typer is imported at module level; the launch library
 loads inside the commands.
@@ -20,7 +23,8 @@ def register(app: typer.Typer) -> None:
                       no_args_is_help=True)
     exp.command("list", help="Recent experiments, newest first.")(list_cmd)
     exp.command("status", help="Each task's state, exit code and run directory; exit 1 "
-                "when a task failed.")(status_cmd)
+                "when a task failed or was lost (never submitted, its launcher gone: rerun "
+                "it).")(status_cmd)
     exp.command("logs", help="A task's output (stdout, then stderr); --follow until it "
                 "ends and exit with its code.")(logs_cmd)
     exp.command("cancel", help="Cancel an experiment's tasks (or one): SIGTERM lets the "
@@ -35,16 +39,24 @@ def list_cmd(limit: int = typer.Option(20, "--limit", "-n", help="How many to sh
     from stoker.launch.driver import experiment_states
     from stoker.launch.store import JobStore
 
+    from stoker.launch.records import RecordError
+
     store = JobStore()
-    exps = store.list(limit=limit)
-    if not exps:
-        typer.echo(f"no experiments in {store.root}")
-        return 0
+    skipped: list[Any] = []
+    exps = store.list(limit=limit, skipped=skipped)
     rows = [("ID", "TITLE", "CREATED", "STATE", "TASKS")]
     for e in exps:
-        states = experiment_states(store, e["id"])
+        try:
+            states = experiment_states(store, e["id"])
+        except RecordError as err:  # one damaged experiment never hides the others
+            skipped.append(err)
+            continue
         rows.append((e["id"], e.get("title", ""), _when(e.get("created")),
                      _overall([s.status.state.value for s in states]), _counts(states)))
+    _warn_skipped(skipped)
+    if len(rows) == 1:
+        typer.echo(f"no experiments in {store.root}")
+        return 0
     _print_rows(rows)
     return 0
 
@@ -55,10 +67,14 @@ def status_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or a uniqu
     from stoker.launch.store import JobStore
 
     store = JobStore()
-    exp_id = store.find(exp_id)
+    exp_id = _find(store, exp_id)
     states = experiment_states(store, exp_id)
     _print_status(store, exp_id, states)
-    return EXIT_FAILED if any(s.status.state.value == "FAILED" for s in states) else 0
+    lost = [s.record.name for s in states if s.status.state.value == "LOST"]
+    if lost:
+        _err(f"{len(lost)} task{'s' if len(lost) > 1 else ''} will never start (LOST: "
+             f"{', '.join(lost)}); run the experiment again: stoker exp rerun {exp_id}")
+    return EXIT_FAILED if any(s.status.state.value in ("FAILED", "LOST") for s in states) else 0
 
 
 def _print_status(store: Any, exp_id: str, states: list[Any]) -> None:
@@ -93,7 +109,7 @@ def logs_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or prefix, o
     from stoker.launch.store import JobStore
 
     store = JobStore()
-    exp_id = store.find(exp_id)
+    exp_id = _find(store, exp_id)
     names = [task] if task else [r.name for r in store.tasks(exp_id)]
     code = 0
     for name in names:
@@ -110,7 +126,7 @@ def cancel_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or prefix,
     from stoker.launch.store import JobStore
 
     store = JobStore()
-    exp_id = store.find(exp_id)
+    exp_id = _find(store, exp_id)
     records = [store.task(exp_id, task)] if task else store.tasks(exp_id)
     if not task:
         store.mark_cancelled(exp_id)
@@ -137,7 +153,7 @@ def rerun_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or prefix, 
     from stoker.launch.store import JobStore
 
     store = JobStore()
-    exp_id = store.find(exp_id)
+    exp_id = _find(store, exp_id)
     old = store.experiment(exp_id)
     detach = detach or bool(old.get("detach"))
     new_id = rerun(store, exp_id, detach=detach, name=name)
@@ -146,12 +162,26 @@ def rerun_cmd(exp_id: str = typer.Argument(..., help="Experiment id (or prefix, 
 
 
 # -------------------------------------------------------------------------- helpers
+def _find(store: Any, ref: str) -> str:
+    """``store.find(ref)``, warning about the experiments the lookup had to skip."""
+    skipped: list[Any] = []
+    try:
+        return str(store.find(ref, skipped=skipped))
+    finally:
+        _warn_skipped(skipped)
+
+
+def _warn_skipped(skipped: list[Any]) -> None:
+    for err in skipped:
+        _err("warning: skipped " + str(err).replace("\n", "\n  "))
+
+
 def _when(t: Any) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(t))) if t else "?"
 
 
 def _overall(states: list[str]) -> str:
-    for s in ("FAILED", "RUNNING", "PENDING", "UNKNOWN", "CANCELLED"):
+    for s in ("FAILED", "LOST", "RUNNING", "PENDING", "UNKNOWN", "CANCELLED"):
         if s in states:
             return s
     return "SUCCEEDED" if states else "EMPTY"

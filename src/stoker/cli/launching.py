@@ -199,7 +199,11 @@ def _follow_task(store: Any, exp_id: str, name: str, *, wait: bool) -> int:
         time.sleep(0.25)
         st = task_state(store, exp_id, record, driver_alive(store, exp_id))
     if st.handle is None:
-        _err(f"task {record.name} has no output: {st.status.state.value} ({st.status.detail})")
+        if st.status.state.value == "LOST":  # its submitter is gone: waiting would hang
+            _err(f"task {record.name} will never start (LOST): {st.status.detail}")
+        else:
+            _err(f"task {record.name} has no output: {st.status.state.value} "
+                 f"({st.status.detail})")
         return _exit_code(st.status) if st.status.state.is_terminal else 0
     ex = executor_for(record)
     files = ex.log_files(st.handle)

@@ -10,7 +10,7 @@ Only pydantic is imported here: validating an executor must not cost a torch imp
 from __future__ import annotations
 
 import os
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Sequence, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -19,6 +19,7 @@ from stoker.errors import ConfigError, ConfigProblem
 __all__ = [
     "DEFAULT_PASS_ENV", "DOCKER_PASS_ENV", "DetachedConfig", "DockerConfig", "ExecutorConfig",
     "KINDS", "LocalConfig", "SlurmConfig", "TorchrunConfig", "parse_executor_config",
+    "validation_problems",
 ]
 
 # Variables a job started on THIS machine keeps from the launcher's environment: what a
@@ -233,17 +234,34 @@ def parse_executor_config(data: dict[str, Any], *, where: str = "executor",
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            loc = ".".join(str(p) for p in (where, *err["loc"]))
-            if err["type"] == "extra_forbidden":
-                key = str(err["loc"][-1])
-                msg = (f"Unknown key '{key}' in {where} ({kind} executor)."
-                       f"{suggest(key, list(cls.model_fields))}")
-            elif err["type"] == "missing":
-                msg = f"missing required value; set {loc}=..."
-            else:
-                got = err.get("input")
-                msg = err["msg"] + (f" (got {got!r})" if not isinstance(got, dict) else "")
-            problems.append(ConfigProblem(loc, msg, file))
-        raise ConfigError(problems=problems) from None
+        raise ConfigError(problems=validation_problems(
+            exc, where=where, file=file, owner=f"{where} ({kind} executor)",
+            fields=list(cls.model_fields))) from None
+
+
+def validation_problems(exc: ValidationError, *, where: str = "", file: str | None = None,
+                        owner: str | None = None, fields: Sequence[str] = (),
+                        missing: str = "missing required value; set {loc}=...",
+                        ) -> list[ConfigProblem]:
+    """``exc``'s errors as problems, each at its dotted path under ``where`` (``file``: the
+    file that held the data): an unknown key with a "Did you mean" among ``fields``, a
+    missing one with ``missing`` (``{loc}``: its path), any other with the value found.
+
+    The one translation of Pydantic's errors for launch: executor configs and the job
+    store's records (:mod:`stoker.launch.records`) read the same way.
+    """
+    from stoker.config.targets import suggest
+
+    problems = []
+    for err in exc.errors():
+        loc = ".".join([*([where] if where else []), *(str(p) for p in err["loc"])])
+        if err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            msg = f"Unknown key '{key}' in {owner or where}.{suggest(key, list(fields))}"
+        elif err["type"] == "missing":
+            msg = missing.format(loc=loc)
+        else:
+            got = err.get("input")
+            msg = err["msg"] + (f" (got {got!r})" if not isinstance(got, dict) else "")
+        problems.append(ConfigProblem(loc, msg, file))
+    return problems

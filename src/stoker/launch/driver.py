@@ -9,6 +9,8 @@ so it works from any process (``stoker exp status`` in a new terminal).
 """
 from __future__ import annotations
 
+import os
+import socket
 import subprocess
 import sys
 import time
@@ -21,9 +23,11 @@ from stoker.launch.cores import thread_env
 from stoker.launch.executors import Executor, JobState, JobStatus, get_executor
 from stoker.launch.store import JobStore, TaskRecord
 from stoker.launch.task import Task
+from stoker.launch.testhook import ENV as KILL_AT
+from stoker.launch.testhook import kill_point
 
-__all__ = ["TaskState", "cancel_owned", "drive", "experiment_states", "raise_for_failures",
-           "task_state"]
+__all__ = ["TaskState", "cancel_owned", "drive", "driver_alive", "experiment_states",
+           "owner_record", "raise_for_failures", "task_state"]
 
 
 @dataclass
@@ -37,9 +41,11 @@ class TaskState:
 
 def raise_for_failures(exp_id: str, states: list[TaskState]) -> None:
     for st in states:
-        if st.status.state == JobState.FAILED:
+        if st.status.state in (JobState.FAILED, JobState.LOST):
             code = f" (exit code {st.status.exit_code})" if st.status.exit_code is not None else ""
             detail = f": {st.status.detail}" if st.status.detail else ""
+            if st.status.state == JobState.LOST:
+                raise RunError(f"experiment {exp_id}: task '{st.record.name}' was lost{detail}")
             raise RunError(f"experiment {exp_id}: task '{st.record.name}' failed{code}{detail}; "
                            f"its output: stoker exp logs {exp_id} {st.record.name}")
 
@@ -50,15 +56,24 @@ def start_driver(store: JobStore, exp_id: str) -> None:
     It keeps the launcher's environment: it is stoker's own process, not a job, and it needs
     the variables that profiles name to give them to the tasks it submits.
     """
-    import psutil
-
     path = store.path(exp_id)
+    env = {k: v for k, v in os.environ.items() if k != KILL_AT}  # a test kills the launcher
     with open(path / "driver.log", "ab") as log_file:
         proc = subprocess.Popen([sys.executable, "-m", "stoker.launch.driver", exp_id,
                                  str(store.root)], stdin=subprocess.DEVNULL, stdout=log_file,
-                                stderr=log_file, start_new_session=True, close_fds=True)
-    store.set_driver(exp_id, {"pid": proc.pid,
-                              "create_time": psutil.Process(proc.pid).create_time()})
+                                stderr=log_file, start_new_session=True, close_fds=True, env=env)
+    kill_point("driver-started")  # the driver records itself too: see driver_alive
+    store.set_driver(exp_id, owner_record("driver", proc.pid))
+
+
+def owner_record(role: str, pid: int | None = None) -> dict[str, Any]:
+    """driver.json's content for process ``pid`` (default: this one) as ``role``
+    ("launcher" or "driver"): pid, start time and host, so a reader can tell it is gone."""
+    import psutil
+
+    pid = os.getpid() if pid is None else pid
+    return {"pid": pid, "create_time": psutil.Process(pid).create_time(),
+            "host": socket.gethostname(), "role": role}
 
 
 def executor_for(record: TaskRecord) -> Executor:
@@ -90,7 +105,10 @@ def task_for_submit(record: TaskRecord, job_dir: Path) -> tuple[Task, Executor]:
 
 
 def task_state(store: JobStore, exp_id: str, record: TaskRecord,
-               driver_alive: bool | None = None) -> TaskState:
+               driver_alive: bool | Callable[[], bool] | None = None) -> TaskState:
+    """One task's state from the store and its executor. ``driver_alive``: whether its
+    submitter still runs (a callable is asked only for a task that was never submitted);
+    False makes such a task LOST. None: do not ask (the caller is the submitter)."""
     handle = store.handle(exp_id, record.folder)
     if handle is not None:
         return TaskState(record, executor_for(record).status(handle), handle)
@@ -98,27 +116,57 @@ def task_state(store: JobStore, exp_id: str, record: TaskRecord,
     if skipped is not None:
         state = JobState.FAILED if skipped.startswith("submission failed") else JobState.CANCELLED
         return TaskState(record, JobStatus(state, detail=skipped), None)
-    if driver_alive is False:
-        return TaskState(record, JobStatus(JobState.CANCELLED, detail="not submitted: the "
-                         "process that was to submit it ended (stoker exp rerun ID starts over)"),
-                         None)
+    alive = driver_alive() if callable(driver_alive) else driver_alive
+    if alive is False:
+        return TaskState(record, JobStatus(JobState.LOST, detail=_lost(store, exp_id)), None)
     waiting = ", ".join(record.depends_on)
     return TaskState(record, JobStatus(JobState.PENDING, detail=f"waiting for {waiting}"
                                        if waiting else "not submitted yet"), None)
 
 
-def driver_alive(store: JobStore, exp_id: str) -> bool | None:
+def _lost(store: JobStore, exp_id: str) -> str:
     info = store.driver(exp_id)
-    if info is None:
-        return None
-    from stoker.launch.executors.process import process_alive
+    who = ("no process is recorded to submit it" if info is None else
+           f"{'its launcher' if info['role'] == 'launcher' else 'the background driver'} "
+           f"(pid {info['pid']}) ended before submitting it")
+    return f"never submitted: {who}; run the experiment again: stoker exp rerun {exp_id}"
 
-    return process_alive(int(info["pid"]), float(info["create_time"]))
+
+def driver_alive(store: JobStore, exp_id: str) -> bool:
+    """Whether a process that submits this experiment's waiting tasks still runs: the one
+    driver.json names, or a background driver started for it but not recorded yet (its
+    launcher died between starting it and writing driver.json; it records itself as it
+    starts). No driver.json: nobody will submit (a store from before driver records)."""
+    from stoker.launch.executors.process import owner_alive
+
+    info = store.driver(exp_id)
+    if info is not None and owner_alive(info):
+        return True
+    return _driver_process_running(store, exp_id)
+
+
+def _driver_process_running(store: JobStore, exp_id: str) -> bool:
+    import psutil
+
+    want = ["-m", "stoker.launch.driver", exp_id, str(store.root)]
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info.get("cmdline") or []
+        if cmd[1:] == want:
+            return True
+    return False
 
 
 def experiment_states(store: JobStore, exp_id: str) -> list[TaskState]:
-    alive = driver_alive(store, exp_id)
-    return [task_state(store, exp_id, r, alive) for r in store.tasks(exp_id)]
+    """Every task's state, as ``stoker exp status`` shows it (a task never submitted by a
+    submitter that is gone: LOST)."""
+    alive: list[bool] = []
+
+    def owner() -> bool:
+        if not alive:  # asked once, and only when some task has no handle
+            alive.append(driver_alive(store, exp_id))
+        return alive[0]
+
+    return [task_state(store, exp_id, r, owner) for r in store.tasks(exp_id)]
 
 
 def drive(store: JobStore, exp_id: str, *, once: bool = False, poll: float = 0.25,
@@ -150,7 +198,8 @@ def drive(store: JobStore, exp_id: str, *, once: bool = False, poll: float = 0.2
                     states[r.name] = task_state(store, exp_id, r)
                     continue
                 deps = [states[d] for d in r.depends_on]
-                bad = [d for d in deps if d.status.state in (JobState.FAILED, JobState.CANCELLED)]
+                bad = [d for d in deps if d.status.state in (JobState.FAILED, JobState.CANCELLED,
+                                                             JobState.LOST)]
                 if bad:
                     store.mark_skipped(exp_id, r.folder, f"not submitted: task "
                                        f"'{bad[0].record.name}' it depends on "
@@ -173,6 +222,7 @@ def drive(store: JobStore, exp_id: str, *, once: bool = False, poll: float = 0.2
                     states[r.name] = task_state(store, exp_id, r)
                     continue
                 store.set_handle(exp_id, r.folder, handle)
+                kill_point("submitted")
                 running += 1
                 states[r.name] = TaskState(r, JobStatus(JobState.PENDING, detail="submitted"),
                                            handle)
@@ -211,7 +261,9 @@ def cancel_owned(store: JobStore, exp_id: str,
 
 def main(argv: list[str]) -> int:
     exp_id, root = argv[0], argv[1]
-    states = drive(JobStore(root), exp_id)
+    store = JobStore(root)
+    store.set_driver(exp_id, owner_record("driver"))  # at once: the launcher may be gone
+    states = drive(store, exp_id)
     for st in states:
         sys.stdout.write(f"{st.record.name}: {st.status.state.value} {st.status.detail}\n")
     return 1 if any(st.status.state == JobState.FAILED for st in states) else 0

@@ -16,7 +16,6 @@ remaining tasks (only when some wait for others).
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -26,11 +25,12 @@ from typing import Any, Callable, Sequence
 from stoker.config.secrets import mask_env, mask_tree
 from stoker.errors import ConfigError, RunError, UserError
 from stoker.launch.cores import share_cores, thread_env
-from stoker.launch.driver import (TaskState, drive, raise_for_failures, start_driver,
-                                  stored_executor_config)
+from stoker.launch.driver import (TaskState, drive, owner_record, raise_for_failures,
+                                  start_driver, stored_executor_config)
 from stoker.launch.executors import Executor, JobState, get_executor
 from stoker.launch.store import JobStore, TaskRecord, slug
 from stoker.launch.task import Task
+from stoker.launch.testhook import kill_point
 
 __all__ = ["Experiment", "MODES", "rerun", "resolve_executor"]
 
@@ -307,25 +307,52 @@ class Experiment:
         (a Slurm job array gets it as its ``%N`` limit); tasks sharing this machine share
         its cores (:mod:`stoker.launch.cores`). Independent tasks with one executor that
         submits arrays (Slurm) become ONE job array.
-        """
-        from stoker.config.export import save
-        from stoker.launch.resolved import resolved_path, write_resolved
 
+        The store is written in an order that a launcher killed at any moment leaves
+        readable (:mod:`stoker.launch.store`): this process as the submitter, the task
+        records, experiment.json (the commit), then submissions.
+        """
         specs = self._ordered(mode, max_parallel)
         for _ in range(20):
             exp_id = self.store.new_id(self.name)
             tasks = self._tasks(specs, exp_id)  # executor checks: before anything is written
             try:
-                self.store.create(exp_id, {
-                    "title": self.title, "name": self.name, "mode": mode, "detach": detach,
-                    "tasks": [t.job_dir.name for _, t, _ in tasks], "argv": self.argv,
-                    "cwd": str(self.cwd), "max_parallel": max_parallel, "sweep": self.sweep})
+                self.store.create(exp_id, owner_record("launcher"))
                 break
             except FileExistsError:
                 continue
         else:  # pragma: no cover
             raise RunError(f"could not create a new experiment folder under {self.store.root}")
+        kill_point("launch-created")
+        try:
+            self._record(exp_id, tasks)
+            self.store.commit(exp_id, {
+                "title": self.title, "name": self.name, "mode": mode, "detach": detach,
+                "tasks": [t.job_dir.name for _, t, _ in tasks],
+                "task_names": [t.name for _, t, _ in tasks], "argv": self.argv,
+                "cwd": str(self.cwd), "max_parallel": max_parallel, "sweep": self.sweep})
+        except BaseException:
+            # Not committed, so nothing was submitted: leave no half-written folder behind.
+            shutil.rmtree(self.store.path(exp_id), ignore_errors=True)
+            raise
+        kill_point("launch-committed")
         self.id = exp_id
+        live = {t.job_dir.name: (t, ex) for _, t, ex in tasks}
+        for group in _array_groups(tasks):
+            _submit_array(self.store, exp_id, group, max_parallel)
+        pending = drive(self.store, exp_id, once=True, live=live)
+        if detach and any(st.status.state == JobState.PENDING and st.handle is None
+                          for st in pending):
+            start_driver(self.store, exp_id)  # otherwise this process (driver.json) submits
+        self._live = live
+        return exp_id
+
+    def _record(self, exp_id: str, tasks: list[tuple[_Spec, Task, Executor]]) -> None:
+        """Each task's folder: its config, command.txt and task.json (before the commit)."""
+        from stoker.atomic import atomic_write_text
+        from stoker.config.export import save
+        from stoker.launch.resolved import resolved_path, write_resolved
+
         for s, task, ex in tasks:
             task.stdout.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(s.cfg, Path):  # a rerun: the same file (and its resolved arguments)
@@ -337,8 +364,6 @@ class Experiment:
                 if s.arguments is not None and s.fn is not None:
                     write_resolved(task.job_dir / CONFIG_FILE, s.fn, s.arguments)
             described = ex.describe(task)
-            from stoker.atomic import atomic_write_text
-
             atomic_write_text(task.job_dir / COMMAND_FILE, described + "\n")
             self.store.write_task(exp_id, TaskRecord(
                 name=task.name, folder=task.job_dir.name, program=task.program,
@@ -346,17 +371,7 @@ class Experiment:
                 spec=s.executor_spec, env=mask_env(task.env), depends_on=task.depends_on,
                 kind=s.kind, run_dir=s.run_dir, command=described, point=s.point,
                 threads=s.threads))
-        live = {t.job_dir.name: (t, ex) for _, t, ex in tasks}
-        for group in _array_groups(tasks):
-            _submit_array(self.store, exp_id, group, max_parallel)
-        pending = drive(self.store, exp_id, once=True, live=live)
-        if any(st.status.state == JobState.PENDING and st.handle is None for st in pending):
-            if detach:
-                start_driver(self.store, exp_id)
-            else:
-                self.store.set_driver(exp_id, _me())
-        self._live = live
-        return exp_id
+            kill_point("launch-task-recorded")
 
     def run(self, *, mode: str = "graph", detach: bool = False,
             on_event: Callable[[str, TaskState], None] | None = None,
@@ -428,6 +443,7 @@ def _submit_array(store: JobStore, exp_id: str, group: list[tuple[_Spec, Task, E
         return
     for t, handle in zip(tasks, handles):
         store.set_handle(exp_id, t.job_dir.name, handle)
+        kill_point("submitted")
 
 
 def _sweep_table(sweep: dict[str, Any], specs: list[_Spec]) -> str:
@@ -458,9 +474,3 @@ def _check_acyclic(deps: dict[str, list[str]]) -> None:
 
     for n in deps:
         visit(n, [])
-
-
-def _me() -> dict[str, Any]:
-    import psutil
-
-    return {"pid": os.getpid(), "create_time": psutil.Process().create_time()}

@@ -24,10 +24,13 @@ class JobState(str, Enum):
     FAILED = "FAILED"
     CANCELLED = "CANCELLED"
     UNKNOWN = "UNKNOWN"
+    LOST = "LOST"
+    """Never submitted, and never will be: the process that was to submit it (the launcher
+    or its background driver) is gone. Only the job store says this, never an executor."""
 
     @property
     def is_terminal(self) -> bool:
-        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED)
+        return self in (JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.LOST)
 
 
 @dataclass

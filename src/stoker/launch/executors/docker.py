@@ -82,11 +82,12 @@ def container_state(state: dict[str, Any], *, cancelled: bool = False) -> JobSta
     return JobStatus(JobState.FAILED, code, str(state.get("Error") or ""))
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def _read_exit(job_dir: Path) -> dict[str, Any] | None:
+    """The job's exit.json, validated (a damaged one: a RecordError naming it)."""
+    from stoker.launch.records import read_exit
+
+    rec = read_exit(job_dir / EXIT_FILE, experiment=job_dir.parent)
+    return None if rec is None else rec.model_dump()
 
 
 def _container_name(task: Task) -> str:
@@ -318,7 +319,7 @@ class DockerExecutor(Executor):
     def status(self, handle: dict[str, Any]) -> JobStatus:
         job_dir = Path(handle["job_dir"])
         cancelled = (job_dir / CANCEL_FILE).exists()
-        ended = _read_json(job_dir / EXIT_FILE)
+        ended = _read_exit(job_dir)
         if ended is not None:
             return container_state({"Status": "exited", "ExitCode": ended["exit_code"],
                                     "OOMKilled": ended.get("oom_killed"),

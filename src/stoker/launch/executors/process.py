@@ -7,7 +7,6 @@ later gives to another process is never taken for the job.
 """
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import signal
@@ -24,7 +23,7 @@ from stoker.config.secrets import mask_env
 from stoker.launch.task import Task
 from stoker.launch.wrapper import EXIT_FILE
 
-__all__ = ["ProcessExecutor", "process_alive"]
+__all__ = ["ProcessExecutor", "owner_alive", "process_alive"]
 
 CANCEL_FILE = "cancel_requested"
 _START_TOLERANCE_S = 0.1
@@ -48,11 +47,21 @@ def process_alive(pid: int, create_time: float) -> bool:
         return False
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
+def owner_alive(record: dict[str, Any]) -> bool:
+    """Whether the process a record names (``pid``, ``create_time``, ``host``: the job
+    store's driver.json) still runs. One on another host is taken as alive: it cannot be
+    asked from here, and taking it for dead would call its work lost."""
+    if record.get("host") not in (None, socket.gethostname()):
+        return True
+    return process_alive(int(record["pid"]), float(record["create_time"]))
+
+
+def _read_exit(job_dir: Path) -> dict[str, Any] | None:
+    """The job's exit.json, validated (a damaged one: a RecordError naming it)."""
+    from stoker.launch.records import read_exit
+
+    rec = read_exit(job_dir / EXIT_FILE, experiment=job_dir.parent)
+    return None if rec is None else rec.model_dump()
 
 
 class ProcessExecutor(Executor):
@@ -109,14 +118,14 @@ class ProcessExecutor(Executor):
 
     def status(self, handle: dict[str, Any]) -> JobStatus:
         job_dir = Path(handle["job_dir"])
-        ended = _read_json(job_dir / EXIT_FILE)
+        ended = _read_exit(job_dir)
         if ended is None:
             if handle.get("host") not in (None, socket.gethostname()):
                 return JobStatus(JobState.UNKNOWN, detail=f"runs on host {handle['host']}; "
                                  "ask there")
             if process_alive(int(handle["pid"]), float(handle["create_time"])):
                 return JobStatus(JobState.RUNNING, detail=f"pid {handle['pid']}")
-            ended = _read_json(job_dir / EXIT_FILE)  # it may have ended just now
+            ended = _read_exit(job_dir)  # it may have ended just now
         cancelled = (job_dir / CANCEL_FILE).exists()
         if ended is None:
             if cancelled:
