@@ -2,12 +2,12 @@
 
 Order matters for safety: the container is checked (member kinds, names, manifest sizes),
 then the config is read and every ``_target_`` in it judged by the trust rule (on what it
-resolves to: the allowlist plus ``trust``), and only then is anything validated or built. Each member's
-SHA-256 is checked before its bytes are used. Weights are read with safetensors; nothing is
-unpickled, and a member handed on (``files/``, the tokenizer) that holds a pickle is refused by
-its content, whatever its name. Files the config refers to (``archive:files/...``) are written to a private
-cache directory named by the archive's manifest digest and the config points there; the
-working directory is never changed.
+resolves to: the allowlist plus ``trust``), and only then is anything validated or built.
+Each member's SHA-256 is checked before its bytes are used. Weights are read with
+safetensors; nothing is unpickled, and a member handed on (``files/``, the tokenizer) that
+holds a pickle is refused by its content, whatever its name. Files the config refers to
+(``archive:files/...``) are written to a private cache directory named by the archive's
+manifest digest and the config points there; the working directory is never changed.
 
 :func:`load_weights` is the reusable half (weights + config, no model object decisions),
 so fine-tuning from an archive can load a state dict into its own model.
