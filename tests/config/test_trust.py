@@ -81,7 +81,7 @@ def test_untrusted_config_never_calls_what_its_target_resolves_to(target: str, h
     from stoker.errors import ConfigError
 
     marker = tmp_path / "PWNED"
-    cfg = {"model": {"_target_": target, "command": f"touch {marker}", "name": "x"}}
+    cfg = {"model": {"_target_": target, "command": f"touch {marker}"}}
     with pytest.raises(ConfigError) as err:
         if how == "validate":
             c.validate(cfg, trust=[])
