@@ -145,8 +145,9 @@ def test_torch_load_of_a_pickle_member_is_unreachable(stoker_cmd, archive: Path,
 def test_art_uris_of_archives_and_checkpoints_are_judged_the_same(
         stoker_cmd, archive: Path, gpt_run: Path, tmp_path: Path) -> None:
     """``stoker eval art://...`` of a published archive and of a published training
-    checkpoint (its config rewritten, the step's checksums re-made) refuses os.system with
-    the config path and the resolved module; the untampered checkpoint evaluates."""
+    checkpoint (its config rewritten, the step's checksums re-made), and ``stoker pack`` of
+    that checkpoint, refuse os.system with the config path and the resolved module; the
+    untampered checkpoint evaluates."""
     from stoker.artifacts.types import ModelArtifact
     from stoker.package.publish import publish_archive
     from stoker.train.checkpoint.checksums import file_record
@@ -175,9 +176,11 @@ def test_art_uris_of_archives_and_checkpoints_are_judged_the_same(
             rec["files"]["state.json"] = file_record(ckpt / "state.json", rec["checksum"])
             (ckpt / "COMMITTED").write_text(json.dumps(rec))
         ModelArtifact(path=stage, step=10).save(name, registry=str(reg))
-    _refused(run_cli(stoker_cmd, "eval", "art://evil-ckpt:latest", "--batches", "1",
-                     env=env, cwd=tmp_path),
-             marker, f"losses.ce._target_ = {VIA_TORCH}", "posix.system")
+    for args in (["eval", "art://evil-ckpt:latest", "--batches", "1"],
+                 ["pack", "-c", "art://evil-ckpt:latest", "-o", str(tmp_path / "p.stoker")]):
+        _refused(run_cli(stoker_cmd, *args, env=env, cwd=tmp_path),
+                 marker, f"losses.ce._target_ = {VIA_TORCH}", "posix.system")
+    assert not (tmp_path / "p.stoker").exists()
     ok = run_cli(stoker_cmd, "eval", "art://good-ckpt:latest", "--batches", "1", env=env,
                  cwd=tmp_path, check=True)  # built-in recipe: optim, callbacks, losses allowed
     assert "eval/loss" in ok.stdout

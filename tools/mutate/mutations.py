@@ -205,6 +205,15 @@ MUTATIONS: list[Mutation] = [
         ("tests/config/test_trust.py::test_trusting_a_parent_does_not_open_the_never_list",),
     ),
     Mutation(
+        "pack-builds-a-registry-checkpoint-untrusted",
+        "stoker pack art://... judges the registry checkpoint's config before building it",
+        (Edit("package/packing.py",
+              'trust=tuple(trust) if source.startswith("art://") else None)',
+              "trust=None)  # MUTATION"),),
+        ("tests/package/test_trust_resolved.py::"
+         "test_art_uris_of_archives_and_checkpoints_are_judged_the_same",),
+    ),
+    Mutation(
         "pickle-members-by-name-only",
         "an archive member that holds a pickle is refused by its content, whatever its name",
         (Edit("package/restoring.py", "    found = pickle_format(data)\n",
