@@ -142,6 +142,20 @@ def test_torch_load_of_a_pickle_member_is_unreachable(stoker_cmd, archive: Path,
 
 
 @pytest.mark.integration
+def test_a_resolver_cannot_make_a_target_after_the_check(stoker_cmd, archive: Path,
+                                                        tmp_path: Path) -> None:
+    """``${oc.decode:...}`` would turn a string into a ``_target_`` node only when the eval
+    section is built, after the tree was judged: such resolvers are refused up front."""
+    marker = tmp_path / "PWNED"
+    cfg = _config(archive)
+    cfg["eval"]["losses"]["ce"]["logits"] = ("${oc.decode:'{_target_: os.system, command: "
+                                             f"touch {marker}}}'}}")
+    evil = _rewritten(archive, tmp_path / "decode.stoker", cfg)
+    r = run_cli(stoker_cmd, "eval", str(evil), "--batches", "1", cwd=tmp_path)
+    _refused(r, marker, "eval.losses.ce.logits = ${oc.decode:", "resolver 'oc.decode'")
+
+
+@pytest.mark.integration
 def test_art_uris_of_archives_and_checkpoints_are_judged_the_same(
         stoker_cmd, archive: Path, gpt_run: Path, tmp_path: Path) -> None:
     """``stoker eval art://...`` of a published archive and of a published training

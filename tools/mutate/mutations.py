@@ -214,6 +214,14 @@ MUTATIONS: list[Mutation] = [
          "test_art_uris_of_archives_and_checkpoints_are_judged_the_same",),
     ),
     Mutation(
+        "untrusted-resolvers-unchecked",
+        "an untrusted config cannot make a _target_ node at resolution time (${oc.decode:...})",
+        (Edit("config/targets.py", '    bad += _node_making_resolvers(tree, "")\n',
+              "    pass  # MUTATION\n"),),
+        ("tests/package/test_trust_resolved.py::"
+         "test_a_resolver_cannot_make_a_target_after_the_check",),
+    ),
+    Mutation(
         "pickle-members-by-name-only",
         "an archive member that holds a pickle is refused by its content, whatever its name",
         (Edit("package/restoring.py", "    found = pickle_format(data)\n",

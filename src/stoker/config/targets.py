@@ -25,6 +25,7 @@ from __future__ import annotations
 import functools
 import importlib
 import inspect
+import re
 import sys
 import types
 from collections.abc import Iterable, Iterator, Sequence
@@ -263,11 +264,36 @@ def untrusted_code(tree: Any, trust: Iterable[str]) -> list[tuple[str, Refusal]]
     named += [(f"imports[{i}]", str(m)) for i, m in
               enumerate([wanted] if isinstance(wanted, str) else wanted or [])]
     bad = [(p, r) for p, t in iter_targets(tree) if (r := judge_target(t, trusted))]
+    bad += _node_making_resolvers(tree, "")
     for p, m in named:
         if (top := untrusted_module(m, trusted)) is not None:
             bad.append((p, Refusal(m, f"refusing to import '{top}' from an untrusted config; "
                                    f"pass --trust {top} to allow it", top)))
     return bad
+
+
+# Resolvers a config from elsewhere may use: they give strings (an environment variable, an
+# artifact's path). Others (oc.decode, oc.create, a user's own) can make a `_target_` node
+# at resolution time, after the tree was judged.
+SAFE_RESOLVERS = frozenset({"oc.env", "art"})
+_RESOLVER = re.compile(r"\$\{\s*([^\s:{}]+)\s*:")
+
+
+def _node_making_resolvers(tree: Any, path: str) -> list[tuple[str, Refusal]]:
+    """Every string of ``tree`` that calls a resolver outside :data:`SAFE_RESOLVERS`."""
+    if isinstance(tree, dict):
+        return [r for k, v in tree.items()
+                for r in _node_making_resolvers(v, f"{path}.{k}" if path else str(k))]
+    if isinstance(tree, (list, tuple)):
+        return [r for i, v in enumerate(tree) for r in _node_making_resolvers(v, f"{path}[{i}]")]
+    if isinstance(tree, str):
+        names = sorted(set(_RESOLVER.findall(tree)) - SAFE_RESOLVERS)
+        if names:
+            return [(path, Refusal(tree, f"uses the resolver '{names[0]}', which could make a "
+                                   "node to build after this check; a config from elsewhere "
+                                   "may use only ${path.to.key}, ${oc.env:...} and ${art:...}",
+                                   None))]
+    return []
 
 
 def describe_untrusted(bad: Sequence[tuple[str, Refusal]], source: str) -> str:
