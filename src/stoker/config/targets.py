@@ -298,7 +298,11 @@ def _node_making_resolvers(tree: Any, path: str) -> list[tuple[str, Refusal]]:
 
 def describe_untrusted(bad: Sequence[tuple[str, Refusal]], source: str) -> str:
     """One message for every refusal of :func:`untrusted_code`, with how to allow what can be."""
-    shown = "\n  ".join(f"{p} = {r.target}: {r.reason}" for p, r in bad)
+    def line(p: str, r: Refusal) -> str:
+        said = f"'{r.target}' "  # the reason opens with the target: not twice on one line
+        return f"{p} = {r.target}: {r.reason.removeprefix(said)}"
+
+    shown = "\n  ".join(line(p, r) for p, r in bad)
     mods = " ".join(sorted({f"--trust {r.trust}" for _, r in bad if r.trust}))
     hint = (f"\nIf you trust whoever made it, allow those modules explicitly: {mods}"
             if mods else "")
