@@ -114,6 +114,8 @@ def _under(module: str, prefixes: Iterable[str]) -> bool:
 
 
 def _prefixes(trust: Iterable[str]) -> tuple[str, ...]:
+    if isinstance(trust, str):  # trust="mypkg": one module, not its letters
+        trust = [trust]
     return tuple(p for t in trust if t and (p := str(t).strip().rstrip(".")))
 
 
@@ -154,6 +156,8 @@ def judge_target(target: str, trust: Iterable[str]) -> Refusal | None:
         return e.refusal
     except TargetError as e:
         return Refusal(text, f"cannot import target '{text}': {e.reason}", None)
+    except Exception as e:  # noqa: BLE001 - a module's __getattr__ failing: refused, reported
+        return Refusal(text, f"cannot resolve target '{text}': {type(e).__name__}: {e}", None)
     return _judge_resolved(text, obj, owner, trusted)
 
 
@@ -194,12 +198,12 @@ def _defining_modules(obj: Any, owner: Any, name: str) -> list[str]:
             bound.__name__ if inspect.ismodule(bound) else
             bound.__module__ if isinstance(bound, type) else type(bound).__module__))
     elif isinstance(obj, types.FunctionType):
-        found += [obj.__module__, inspect.unwrap(obj).__globals__.get("__name__")]
+        found += [obj.__module__, _globals_name(obj)]
     elif isinstance(obj, type):
         found.append(obj.__module__)
         init = vars(obj).get("__init__")
         if isinstance(init, types.FunctionType):
-            found.append(inspect.unwrap(init).__globals__.get("__name__"))
+            found.append(_globals_name(init))
     else:  # a callable instance: its class decides
         found.append(type(obj).__module__)
     mods = list(dict.fromkeys(m if isinstance(m, str) and m else "?" for m in found))
@@ -209,6 +213,15 @@ def _defining_modules(obj: Any, owner: Any, name: str) -> list[str]:
                                                  for m in mods):
         return [home]
     return mods
+
+
+def _globals_name(fn: types.FunctionType) -> str | None:
+    """The module whose globals ``fn`` (unwrapped from its decorators) runs in."""
+    try:
+        fn = inspect.unwrap(fn)
+    except ValueError:  # a __wrapped__ cycle: judge the outer function
+        pass
+    return getattr(fn, "__globals__", {}).get("__name__")
 
 
 def _judge_resolved(text: str, obj: Any, owner: Any, trusted: tuple[str, ...]) -> Refusal | None:
@@ -227,12 +240,11 @@ def _judge_resolved(text: str, obj: Any, owner: Any, trusted: tuple[str, ...]) -
     denied = next((m for m in mods if _under(m, NEVER)), None)
     if denied is not None:
         return _never(text, f"resolves to {shown} (defined in {denied})")
-    if all(_under(m, trusted) for m in mods):
-        return None
     allowed = ALLOWED_CLASSES if isinstance(obj, type) else ALLOWED_FUNCTIONS
-    if all(_under(m, allowed) for m in mods):
+    outside = [m for m in mods if not (_under(m, trusted) or _under(m, allowed))]
+    if not outside:
         return None
-    home = next(m for m in mods if not _under(m, (*allowed, *trusted)))
+    home = outside[0]
     kind = "class" if isinstance(obj, type) else type(obj).__name__
     return Refusal(text, f"'{text}' resolves to {shown} (a {kind} defined in {home}), which "
                    f"is not on the list of what a config from elsewhere may build "
