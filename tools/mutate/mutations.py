@@ -185,6 +185,50 @@ MUTATIONS: list[Mutation] = [
         ("tests/train/test_user_code.py::test_craft_workflow_trains_evaluates_and_generates",),
     ),
     Mutation(
+        "trust-by-name-prefix",
+        "an untrusted config's target is judged on what it resolves to, not on how it is "
+        "spelled (stoker.launch.executors.process.os.system is os.system)",
+        (Edit("config/targets.py",
+              "    return _judge_resolved(text, obj, owner, trusted)\n",
+              "    return None  # MUTATION: the name prefix decides\n"),),
+        ("tests/config/test_trust.py::test_untrusted_config_never_calls_what_its_target_resolves_to",
+         "tests/package/test_trust_resolved.py::test_restore_judges_the_resolved_target_before_building",
+         "tests/package/test_trust_resolved.py::test_cli_refuses_os_system_however_it_is_spelled",
+         "tests/package/test_trust_resolved.py::test_art_uris_of_archives_and_checkpoints_are_judged_the_same"),
+    ),
+    Mutation(
+        "trust-opens-the-never-list",
+        "--trust of a parent (stoker, torch, os) never makes os.system or torch.load callable",
+        (Edit("config/targets.py",
+              "    if denied is not None:\n",
+              "    if denied is not None and not all(_under(m, trusted) for m in mods):  # MUTATION\n"),),
+        ("tests/config/test_trust.py::test_trusting_a_parent_does_not_open_the_never_list",),
+    ),
+    Mutation(
+        "pack-builds-a-registry-checkpoint-untrusted",
+        "stoker pack art://... judges the registry checkpoint's config before building it",
+        (Edit("package/packing.py",
+              'trust=tuple(trust) if source.startswith("art://") else None)',
+              "trust=None)  # MUTATION"),),
+        ("tests/package/test_trust_resolved.py::"
+         "test_art_uris_of_archives_and_checkpoints_are_judged_the_same",),
+    ),
+    Mutation(
+        "untrusted-resolvers-unchecked",
+        "an untrusted config cannot make a _target_ node at resolution time (${oc.decode:...})",
+        (Edit("config/targets.py", '    bad += _node_making_resolvers(tree, "")\n',
+              "    pass  # MUTATION\n"),),
+        ("tests/package/test_trust_resolved.py::"
+         "test_a_resolver_cannot_make_a_target_after_the_check",),
+    ),
+    Mutation(
+        "pickle-members-by-name-only",
+        "an archive member that holds a pickle is refused by its content, whatever its name",
+        (Edit("package/restoring.py", "    found = pickle_format(data)\n",
+              "    found = None  # MUTATION\n"),),
+        ("tests/package/test_trust_resolved.py::test_pickled_members_are_refused_by_content",),
+    ),
+    Mutation(
         "sharded-marker-before-all-ranks",
         "a sharded checkpoint's marker is written only after every rank reported its files",
         (Edit("train/checkpoint/manager.py",

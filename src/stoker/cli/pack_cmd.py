@@ -24,6 +24,9 @@ def pack_cmd(
     force: bool = typer.Option(False, "--force", help="Replace an existing output file."),
     publish: Optional[str] = typer.Option(None, "--publish", help="Also publish the archive "
                                           "as the next version of this model artifact."),
+    trust: Optional[list[str]] = typer.Option(None, "--trust", help="Allow an art:// "
+                                              "checkpoint's config to name code in this "
+                                              "module (repeatable)."),
 ) -> int:
     from stoker.errors import ArchiveError
 
@@ -31,7 +34,7 @@ def pack_cmd(
         raise ArchiveError(f"--output {output} exists; choose another name or pass --force")
     from stoker.package.packing import pack
 
-    path = pack(checkpoint, output)
+    path = pack(checkpoint, output, trust=tuple(trust or ()))
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if publish:
         from stoker.package.publish import publish_archive

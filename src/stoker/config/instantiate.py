@@ -26,8 +26,9 @@ def build(cfg: Any, /, *, validate: bool = True, trust: Iterable[str] | None = N
 
     ``kwargs`` are extra keyword arguments for the root target, e.g.
     ``build(cfg.optim, params=model.parameters())``. ``trust``: for a config from an archive
-    or a registry, the module prefixes its targets may import besides ``stoker`` and
-    ``torch`` (see :func:`stoker.config.validation.validate`); others are refused unimported.
+    or a registry, the modules a user trusts besides the allowlist of the trust rule (see
+    :func:`stoker.config.targets.judge_target`); every target is judged before anything is
+    built, and a refused one is never called.
     """
     from omegaconf import DictConfig, ListConfig
 
@@ -44,6 +45,8 @@ def build(cfg: Any, /, *, validate: bool = True, trust: Iterable[str] | None = N
             cfg = OmegaConf.create(data)
         else:
             cfg = to_omegaconf(data)
+    if trust is not None and not validate:  # validation judges every target itself
+        _refuse_untrusted(cfg, trust)
     if validate:
         from stoker.config.validation import check
 
@@ -54,6 +57,19 @@ def build(cfg: Any, /, *, validate: bool = True, trust: Iterable[str] | None = N
             raise ConfigError(problems=problems)
     builder = _Builder(cfg, trust)
     return builder.node(cfg, "", extra=kwargs)
+
+
+def _refuse_untrusted(cfg: Any, trust: Iterable[str]) -> None:
+    """Every target of an unvalidated untrusted config judged before the first is built."""
+    from omegaconf import OmegaConf
+
+    from stoker.config.targets import refuse_untrusted
+
+    try:
+        data = OmegaConf.to_container(cfg, resolve=True)
+    except Exception:  # noqa: BLE001 - unresolvable values: judge the targets as written
+        data = OmegaConf.to_container(cfg, resolve=False)
+    refuse_untrusted(data, trust, source="the config")
 
 
 class _Builder:

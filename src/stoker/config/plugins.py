@@ -50,6 +50,16 @@ def _where_raised(exc: BaseException) -> str:
     return ""
 
 
+def add_project_dir() -> str:
+    """Put the current directory on ``sys.path`` (after installed packages), as ``python -m``
+    does, so a project's own modules import from its root; returns that directory."""
+    cwd = os.getcwd()
+    if cwd not in sys.path and "" not in sys.path:
+        sys.path.append(cwd)
+        importlib.invalidate_caches()
+    return cwd
+
+
 def _import_one(name: str, where: str) -> ConfigProblem | None:
     if not isinstance(name, str) or not name.strip() or any(
             not p.isidentifier() for p in name.strip().split(".")):
@@ -59,10 +69,7 @@ def _import_one(name: str, where: str) -> ConfigProblem | None:
         if name not in _IMPORTED:
             _IMPORTED.append(name)
         return None
-    cwd = os.getcwd()
-    if cwd not in sys.path and "" not in sys.path:
-        sys.path.append(cwd)  # after installed packages: the project's own directory
-        importlib.invalidate_caches()
+    cwd = add_project_dir()
     try:
         importlib.import_module(name)
     except ModuleNotFoundError as exc:

@@ -4,8 +4,8 @@
 * no ``???`` is left;
 * every ``_target_`` imports, its argument names exist in its signature ("Did you mean"),
   and values match its annotations (Pydantic, lax mode: ``"3"`` is an int, ``"a/b"`` a Path);
-  with ``trust`` (a config from an archive or a registry), targets outside ``stoker``,
-  ``torch`` and the trusted prefixes are refused without being imported;
+  with ``trust`` (a config from an archive or a registry), the trust rule judges each
+  target first (:func:`stoker.config.targets.judge_target`: on what it resolves to);
 * with a ``schema`` (dataclass / Pydantic model / function signature): no unknown keys,
   nested dataclasses and models, ``Literal`` and (discriminated) unions, required fields.
 
@@ -414,10 +414,12 @@ def check_resolved(cfg: Any, schema: Any = None, *, targets: bool = True,
 def validate(cfg: Any, schema: Any = None, *, trust: typing.Iterable[str] | None = None) -> None:
     """Raise ConfigError listing every problem of ``cfg`` (see module docstring).
 
-    ``trust``: for a config that came from an archive, a registry or an artifact, the module
-    prefixes it may import besides ``stoker`` and ``torch`` (``trust=[]``: those two only).
-    Any other ``_target_`` is a problem ("refusing to import 'this' from an untrusted config;
-    pass --trust this to allow it") and its module is never imported. ``None`` (the
+    ``trust``: for a config that came from an archive, a registry or an artifact, the
+    modules the user trusts (``trust=[]``: none). Each ``_target_`` is judged by the trust
+    rule (:func:`stoker.config.targets.judge_target`): outside ``stoker``, ``torch`` and
+    ``trust`` it is a problem ("refusing to import 'this' from an untrusted config; pass
+    --trust this to allow it") and its module is never imported; inside, it is resolved and
+    must be on the allowlist or in a ``trust`` module, and never in ``NEVER``. ``None`` (the
     default, for the user's own configs) imports whatever the targets name."""
     problems = check(cfg, schema, trust=trust)
     if problems:

@@ -141,14 +141,19 @@ def _data_lineage(data_path: str | None) -> dict[str, Any]:
     return out
 
 
-def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -> Path:
-    """Pack a run directory, a checkpoint step directory or an ``art://`` model."""
+def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None,
+         trust: tuple[str, ...] | list[str] = ()) -> Path:
+    """Pack a run directory, a checkpoint step directory or an ``art://`` model.
+
+    An ``art://`` checkpoint came from a registry: its config passes the trust rule
+    (allowlist plus ``trust``) before its model is built, as for ``eval``."""
     from stoker.package.source import checkpoint_dir, model_section
     from stoker.train.checkpoint import read_marker
     from stoker.train.init_from import INIT_FROM_FILE
     from stoker.train.loading import load_trained
 
-    trained = load_trained(str(checkpoint_dir(source)))
+    trained = load_trained(str(checkpoint_dir(source)),
+                           trust=tuple(trust) if source.startswith("art://") else None)
     ckpt = Path(trained.checkpoint)
     marker = read_marker(ckpt) or {}
     config = trained.config

@@ -1,12 +1,13 @@
 """``stoker.restore``: a model and its tokenizer back from a ``.stoker`` archive.
 
 Order matters for safety: the container is checked (member kinds, names, manifest sizes),
-then the config is read and every ``_target_`` in it checked as a string against stoker and
-the ``trust`` list, and only then is anything validated, imported or built. Each member's
-SHA-256 is checked before its bytes are used. Weights are read with safetensors; nothing is
-unpickled. Files the config refers to (``archive:files/...``) are written to a private
-cache directory named by the archive's manifest digest and the config points there; the
-working directory is never changed.
+then the config is read and every ``_target_`` in it judged by the trust rule (on what it
+resolves to: the allowlist plus ``trust``), and only then is anything validated or built.
+Each member's SHA-256 is checked before its bytes are used. Weights are read with
+safetensors; nothing is unpickled, and a member handed on (``files/``, the tokenizer) that
+holds a pickle is refused by its content, whatever its name. Files the config refers to
+(``archive:files/...``) are written to a private cache directory named by the archive's
+manifest digest and the config points there; the working directory is never changed.
 
 :func:`load_weights` is the reusable half (weights + config, no model object decisions),
 so fine-tuning from an archive can load a state dict into its own model.
@@ -22,6 +23,7 @@ from typing import Any
 from stoker.errors import ArchiveError, ConfigError
 from stoker.package.archive import ArchiveReader
 from stoker.package.packing import ARCHIVE_REF
+from stoker.package.pickles import pickle_format
 from stoker.package.trust import check_targets
 
 __all__ = ["ArchiveContents", "Restored", "archive_state_dict", "load_weights", "restore"]
@@ -83,6 +85,7 @@ def _localize(tree: Any, reader: ArchiveReader, digest: str) -> Any:
     if isinstance(tree, str) and tree.startswith(ARCHIVE_REF):
         name = tree[len(ARCHIVE_REF):]
         data = reader.view(name)  # verified; raises when absent
+        _refuse_pickle(reader, name, data)
         target = _cache_root() / digest / name
         if not (target.is_file() and target.stat().st_size == len(data)):
             from stoker.atomic import atomic_write_bytes
@@ -92,10 +95,21 @@ def _localize(tree: Any, reader: ArchiveReader, digest: str) -> Any:
     return tree
 
 
+def _refuse_pickle(reader: ArchiveReader, name: str, data: Any) -> None:
+    """An ArchiveError when a member restore hands on holds a pickle, whatever its name."""
+    found = pickle_format(data)
+    if found is not None:
+        raise ArchiveError(f"{reader.path}: member {name!r} is {found}; stoker archives hold "
+                           "no pickles (loading one can run code), so refusing this archive")
+
+
 def _tokenizer(reader: ArchiveReader, prefix: str | None) -> Any | None:
     if not prefix:
         return None
     from stoker.data.tokenizers import load_tokenizer
+
+    for name in reader.names(prefix.rstrip("/") + "/"):
+        _refuse_pickle(reader, name, reader.view(name))
 
     with tempfile.TemporaryDirectory(prefix="stoker-restore-") as tmp:
         reader.extract(prefix, tmp)

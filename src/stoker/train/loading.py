@@ -78,15 +78,13 @@ def _recipe_from_config(config: dict[str, Any], imports: Sequence[str] = ()) -> 
     return typed_recipe(config)
 
 
-def check_config_trusted(config: dict[str, Any], trust: Sequence[str]) -> None:
-    """Refuse (before importing anything) a config whose ``_target_``s or ``imports:`` reach
-    outside stoker, torch and ``trust``."""
-    from stoker.config.targets import UntrustedTargetError, untrusted_code
+def check_config_trusted(config: dict[str, Any], trust: Sequence[str], *,
+                         source: str = "checkpoint") -> None:
+    """Refuse (before anything is built or called) a config from a registry that the trust
+    rule refuses: every bad ``_target_`` and ``imports:`` module at once, with its path."""
+    from stoker.config.targets import refuse_untrusted
 
-    bad = untrusted_code(config, trust)
-    if bad:
-        path, target, module = bad[0]
-        raise UntrustedTargetError(f"{path}: {target}", module)
+    refuse_untrusted(config, trust, source=source)
 
 
 def _tokenizer_near(ckpt: Path, recipe: Any) -> Any | None:
@@ -109,8 +107,8 @@ def load_trained(path: str, *, device: str = "cpu", allow_nonfinite: bool = Fals
     """The model of a checkpoint, rebuilt from its own config (``imports`` are extra modules
     to load besides the ones its ``imports:`` names); weights with NaN/inf are refused
     (CheckpointError naming the tensor) unless ``allow_nonfinite``. With ``trust`` (a config
-    from a registry), every ``_target_`` and ``imports:`` module of the config must lie in
-    stoker, torch or those module prefixes, checked before anything is imported."""
+    from a registry), the whole config passes the trust rule
+    (:func:`stoker.config.targets.judge_target`) before anything is built or called."""
     import torch
 
     from stoker.models import build_model
@@ -122,7 +120,7 @@ def load_trained(path: str, *, device: str = "cpu", allow_nonfinite: bool = Fals
     if not isinstance(config, dict):
         raise CheckpointError(f"{ckpt} holds no config; it was not written by `stoker train`")
     if trust is not None:
-        check_config_trusted(config, trust)
+        check_config_trusted(config, trust, source=f"checkpoint {path}")
     recipe = _recipe_from_config(config, imports)
     vocab = None
     weights = state["model"]
