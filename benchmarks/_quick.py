@@ -50,27 +50,38 @@ def skipped(what: str, why: object) -> None:
 
 
 def cpu_model() -> str:
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
+
+
+def _cpuinfo(key: str) -> str:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
-                if line.startswith("model name"):
+                if line.startswith(key):
                     return line.split(":", 1)[1].strip()
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return ""
 
 
 def machine(quick: bool = False) -> str:
-    """One line naming the machine the figures come from: CPU model, cores, torch's CPU
-    capability (AVX2/AVX512 change the figures), load average."""
-    parts = [f"CPU {cpu_model()}", f"{os.cpu_count()} cores"]
-    try:
-        import torch
+    """One line naming the machine the figures come from: CPU model, cores, the vector ISA
+    torch dispatches to (AVX2 / AVX512 change the figures), load average.
 
+    The ISA is torch's own ``get_cpu_capability()`` where the benchmark has imported torch
+    (call this after the import); a benchmark that never imports torch in its own process
+    (its children do, or nothing does) gets the CPU's flags instead, sparing the import.
+    """
+    parts = [f"CPU {cpu_model()}", f"{os.cpu_count()} cores"]
+    torch = sys.modules.get("torch")
+    if torch is not None:
         parts.append(f"torch {torch.__version__} CPU capability "
                      f"{torch.backends.cpu.get_cpu_capability()}")
-    except ImportError:
-        parts.append("torch not installed")
+    else:
+        flags = set(_cpuinfo("flags").split())
+        isa = next((n for f, n in (("avx512f", "AVX512"), ("avx2", "AVX2")) if f in flags),
+                   "no AVX2")
+        parts.append(f"CPU flags {isa}")
     parts.append(f"load {os.getloadavg()[0]:.2f}")
     line = "machine: " + ", ".join(parts)
     return line + ("; --quick: tiny sizes, figures not worth recording" if quick else "")
