@@ -3,19 +3,24 @@ same weights (a random Llama of ~7.4M parameters, batch 1, 256 new tokens), with
 without a KV cache. The Llama is built locally from a ``LlamaConfig`` (no download) and
 converted with ``stoker.models.hf.from_hf``; both produce the same tokens (checked).
 Runs alternate between the two so machine drift hits both alike; medians are reported.
-Run: ``python benchmarks/bench_models_generate.py``.
+Run: ``python benchmarks/bench_models_generate.py`` (``--quick``: 8 new tokens, 1 repetition).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from stoker.infer.generate import generate
 from stoker.models import count_parameters
 from stoker.models.hf import from_hf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 
 
 def main() -> None:
@@ -24,9 +29,13 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=8, help="prompt tokens")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    _quick.add(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.new, args.reps = 8, 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(_quick.machine(args.quick))
     import transformers
 
     transformers.logging.set_verbosity_error()
