@@ -163,7 +163,7 @@ def main() -> None:
         return
     if args.quick:
         args.repeats, args.gap = 1, 0.2
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1 if args.quick else min(2, os.cpu_count() or 1))
     print(_quick.machine(args.quick))
     root = Path(tempfile.mkdtemp(prefix="stoker-bench-scale-", dir=args.dir))
     print(f"writing to {root}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")

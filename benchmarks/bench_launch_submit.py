@@ -201,7 +201,7 @@ class Bench:
                                  text=True, env={**self.senv, **(extra_env or {})}).stdout
             return " state SUCCEEDED" in out or " state FAILED" in out
 
-        wait_for(done, 120, poll=0.3)
+        wait_for(done, 120, poll=1.0)  # each poll is a fresh process: not too often
 
     def status_times(self, argv: list[str], env: dict[str, str], runs: int) -> list[float]:
         times = []

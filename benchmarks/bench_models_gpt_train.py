@@ -196,6 +196,8 @@ def main() -> None:
                     help="torch.compile both models, as nanoGPT's train.py does by default")
     _quick.add(ap)
     args = ap.parse_args()
+    if args.quick:  # one thread: two spinning on a loaded machine wait for each other per op
+        args.threads = args.threads or 1
     if args.threads:
         torch.set_num_threads(args.threads)
     print(_quick.machine(args.quick))

@@ -4,8 +4,8 @@
 and 16 prompts of different lengths in one batch (``TokenStream``) vs 16 single calls.
 Greedy, random weights (vocab 8192, width 256, 4 layers; ~7.4M params), batch 1, 256 new
 tokens. Runs alternate so machine drift hits both alike; medians are reported.
-Run: ``python benchmarks/bench_package_generate.py`` (``--quick``: 8 new tokens, 4 prompts of
-4-7 tokens, 2 repetitions).
+Run: ``python benchmarks/bench_package_generate.py`` (``--quick``: a 2-layer GPT of width 64, 8
+new tokens, 4 prompts of 4-7 tokens, 2 repetitions).
 """
 from __future__ import annotations
 
@@ -45,8 +45,8 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0)
     _quick.add(ap)
     args = ap.parse_args()
-    if args.quick:
-        args.new, args.reps = 8, 2
+    if args.quick:  # one thread: two spinning on a loaded machine wait for each other per op
+        args.new, args.reps, args.threads = 8, 2, args.threads or 1
     if args.threads:
         torch.set_num_threads(args.threads)
     print(_quick.machine(args.quick))
@@ -54,15 +54,18 @@ def main() -> None:
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
-    ours = build_model(GPTConfig(vocab_size=8192, dim=256, n_layers=4, n_heads=4,
-                                 ffn_hidden=688, max_seq_len=512, tie_weights=False)).eval()
+    size = (dict(vocab_size=1024, dim=64, n_layers=2, n_heads=2, ffn_hidden=176, max_seq_len=64)
+            if args.quick else
+            dict(vocab_size=8192, dim=256, n_layers=4, n_heads=4, ffn_hidden=688, max_seq_len=512))
+    ours = build_model(GPTConfig(**size, tie_weights=False)).eval()
+    vocab = size["vocab_size"]
     with tempfile.TemporaryDirectory() as tmp:
         arch = write_archive(Path(tmp) / "m.stoker", model_config=ours.config.model_dump(),
                              state_dict=ours.state_dict(), tokenizer=None, lineage={})
         out = export_hf(str(arch), Path(tmp) / "hf")
         hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     gen = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 8192, (1, args.prompt), generator=gen)
+    x = torch.randint(0, vocab, (1, args.prompt), generator=gen)
     mask = torch.ones_like(x)
 
     def run_hf() -> torch.Tensor:
@@ -83,7 +86,7 @@ def main() -> None:
           f"{same}/{args.new}")
 
     n_prompts, n = (4, 8) if args.quick else (16, 64)
-    prompts = [torch.randint(0, 8192, (4 + i,), generator=gen).tolist() for i in range(n_prompts)]
+    prompts = [torch.randint(0, vocab, (4 + i,), generator=gen).tolist() for i in range(n_prompts)]
 
     def batched() -> None:
         for _ in TokenStream(ours, prompts, n, temperature=0).steps():

@@ -44,6 +44,7 @@ def main() -> None:
     torch.manual_seed(0)
     if args.quick:
         args.reps = 1
+        torch.set_num_threads(1)
         cfg = GPTConfig(vocab_size=1024, dim=64, n_layers=2, n_heads=2, max_seq_len=128,
                         tie_weights=True)
     else:

@@ -101,7 +101,7 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     _quick.add(ap)
     args = ap.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(1 if args.quick else min(2, os.cpu_count() or 1))
     print(_quick.machine(args.quick))
     if args.quick:
         args.repeats = 1

@@ -178,7 +178,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     _quick.add(ap)
     args = ap.parse_args()
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1" if args.quick else "2")))
     print(_quick.machine(args.quick))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

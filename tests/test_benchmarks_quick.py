@@ -10,6 +10,10 @@ without touching this file. Each must exit 0 and print, on stdout:
 - at least one ratio line (``ratio ... 1.23x``, :data:`_quick.RATIO`): stoker beside its
   peer or baseline in the same run. A peer or engine absent here is a ``skipped:`` line,
   never a failure.
+
+Most of a quick run is starting Python and importing torch, one core each, so the selected
+benchmarks run ``STOKER_BENCH_JOBS`` at a time (default: 2, or 1 on a 1-core machine) as soon
+as the first of these tests asks; each test then checks its own. Their figures mean nothing.
 """
 from __future__ import annotations
 
@@ -17,6 +21,8 @@ import importlib.util
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -25,6 +31,7 @@ REPO = Path(__file__).resolve().parents[1]
 BENCH = REPO / "benchmarks"
 SCRIPTS = sorted(BENCH.glob("bench_*.py"))
 TIMEOUT_S = 300  # a quick run takes seconds; this only stops a hung one (launch ones spawn jobs)
+JOBS = int(os.environ.get("STOKER_BENCH_JOBS", "0")) or min(2, os.cpu_count() or 1)
 
 pytestmark = pytest.mark.integration
 
@@ -37,9 +44,11 @@ def _quick():
 
 
 def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    """``python *argv`` in ``cwd`` with this checkout's sources first and a private home."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO / "src"),
                                                     env.get("PYTHONPATH")) if p)
+    env["STOKER_HOME"] = str(cwd / "stoker-home")
     env.setdefault("PYTHONHASHSEED", "0")
     return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True,
                           text=True, timeout=TIMEOUT_S)
@@ -49,9 +58,30 @@ def test_benchmarks_are_found() -> None:
     assert len(SCRIPTS) >= 10, f"benchmarks/bench_*.py: only {[p.name for p in SCRIPTS]}"
 
 
+@pytest.fixture(scope="module")
+def quick_runs(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+               ) -> Iterator[dict[Path, Future]]:
+    """``bench_X.py --quick`` for each selected benchmark, JOBS at a time, in test order."""
+    selected = [item.callspec.params["script"] for item in request.session.items
+                if item.module is request.module and hasattr(item, "callspec")
+                and "script" in item.callspec.params]
+    with ThreadPoolExecutor(max_workers=JOBS) as pool:
+        futures = {s: pool.submit(_run, [str(s), "--quick"], tmp_path_factory.mktemp(s.stem))
+                   for s in selected}
+        yield futures
+        for f in futures.values():
+            f.cancel()
+
+
 @pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.stem)
-def test_quick_mode_runs_and_prints_a_ratio(script: Path, tmp_path: Path) -> None:
-    proc = _run([str(script), "--quick"], tmp_path)
+def test_quick_mode_runs_and_prints_a_ratio(script: Path, quick_runs: dict[Path, Future]
+                                            ) -> None:
+    try:
+        proc = quick_runs[script].result()
+    except subprocess.TimeoutExpired as e:
+        tail = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout
+        pytest.fail(f"{script.name} --quick did not finish in {TIMEOUT_S} s; stdout tail:\n"
+                    f"{(tail or '')[-4000:]}")
     out = f"--- stdout:\n{proc.stdout[-4000:]}\n--- stderr:\n{proc.stderr[-4000:]}"
     assert proc.returncode == 0, f"{script.name} --quick exited {proc.returncode}\n{out}"
     lines = proc.stdout.splitlines()
