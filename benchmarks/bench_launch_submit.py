@@ -351,7 +351,7 @@ def main() -> None:
     else:
         _quick.skipped("NeMo-Run", "--no-peer" if args.no_peer else
                        f"its virtualenv {PEER_PYTHON.parents[1]} is absent ({PEER_SETUP})")
-        print(f"peer:   NeMo-Run not measured; its figures below come from "
+        print("peer:   NeMo-Run not measured; its figures below come from "
               "DESIGN.md section 6, NOT measured in this run")
     print(f"start:  {load()}, {os.cpu_count()} CPUs")
 

@@ -51,7 +51,7 @@ def _run(argv: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env["STOKER_HOME"] = str(cwd / "stoker-home")
     env.setdefault("PYTHONHASHSEED", "0")
     return subprocess.run([sys.executable, *argv], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=TIMEOUT_S)
+                          text=True, timeout=TIMEOUT_S, check=False)
 
 
 def test_benchmarks_are_found() -> None:
