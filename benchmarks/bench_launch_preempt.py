@@ -140,15 +140,18 @@ def local_run(env: dict[str, str], data: Path, work: Path, i: int) -> dict[str, 
     argv = [*stoker_cmd(), "train", "gpt-char", *tiny_overrides(
         data, run, "trainer.max_steps=100000"), "--yes"]
 
+    log = work / f"local-{i}.log"  # a file, not a pipe nobody reads while it runs
+
     def start() -> subprocess.Popen:
-        return subprocess.Popen(argv, cwd=work / "project", env=env, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.PIPE, text=True)
+        with open(log, "a") as err:
+            return subprocess.Popen(argv, cwd=work / "project", env=env,
+                                    stdout=subprocess.DEVNULL, stderr=err)
 
     def fail(proc: subprocess.Popen, what: str) -> RuntimeError:
         if proc.poll() is None:
             proc.kill()
         return RuntimeError(f"local stoker train: {what} (exit {proc.wait()}):\n"
-                            f"{proc.stderr.read()[-3000:] if proc.stderr else ''}")
+                            f"{log.read_text(errors='replace')[-3000:]}")
 
     t: dict[str, float] = {}
     t0 = time.monotonic()
@@ -169,7 +172,6 @@ def local_run(env: dict[str, str], data: Path, work: Path, i: int) -> dict[str, 
         raise fail(proc, "did not exit after its checkpoint") from None
     t["exited"] = time.monotonic() - sig
     ckpt = committed(run)[-1]
-    proc.stderr.close()
     t1 = time.monotonic()
     again = start()
     try:
@@ -185,7 +187,6 @@ def local_run(env: dict[str, str], data: Path, work: Path, i: int) -> dict[str, 
             except subprocess.TimeoutExpired:
                 again.kill()
                 again.wait()
-        again.stderr.close()
     t["exit code"] = float(rc)
     t["ckpt_step"] = float(ckpt)
     return t
