@@ -15,8 +15,10 @@ cache would compile torch first), 2 in-process repetitions.
 from __future__ import annotations
 
 import argparse
+import atexit
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,6 +92,7 @@ def main() -> None:
     if quick:
         RUNS, WARMUP = 1, False
     tmp = Path(tempfile.mkdtemp(prefix="stoker-bench-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # make test runs this each time
     recipe = tmp / "config.yaml"
     recipe.write_text(recipe_text())
     env = child_env(None if quick else tmp / "pycache")
