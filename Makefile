@@ -47,8 +47,9 @@ lint-imports: $(DEV_STAMP)
 mutate: $(DEV_STAMP)
 	$(BIN)/python tools/mutate/run.py
 
+# QUICK=1: every benchmark with --quick (tiny sizes, seconds; what `make test` runs).
 bench: $(DEV_STAMP)
-	$(BIN)/python benchmarks/run_all.py
+	$(BIN)/python benchmarks/run_all.py $(if $(QUICK),--quick)
 
 # Root-only provisioning of the real engines the launch tests use (Slurm + munge, Docker, sshd).
 # Not part of `make test`: without it those tests report "skipped: no engine" instead.

@@ -4,7 +4,8 @@ Baseline in the same run: writing the same file with plain fsspec (``fs.pipe_fil
 least any registry has to do. stoker also writes a manifest, claims the version with an
 exclusive create (O_EXCL link / conditional PUT) and moves the ``latest`` hint.
 
-Run: .venv/bin/python benchmarks/bench_artifacts_publish.py [N]
+Run: .venv/bin/python benchmarks/bench_artifacts_publish.py [N] [--quick]
+(``--quick``: N = 10; moto-S3 still runs when moto is installed.)
 """
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ import uuid
 from pathlib import Path
 
 from stoker import Artifact, Registry
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 
 
 def bench(url: str, opts: dict | None, src: Path, n: int) -> tuple[float, float]:
@@ -39,7 +43,9 @@ def bench(url: str, opts: dict | None, src: Path, n: int) -> tuple[float, float]
 
 
 def main() -> None:
-    n = int(sys.argv[1]) if len(sys.argv) > 1 else 200
+    quick = _quick.take()
+    print(_quick.machine(quick))
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 10 if quick else 200
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "small.bin"
         src.write_bytes(os.urandom(1024))
@@ -63,13 +69,16 @@ def main() -> None:
 
             bucket = f"bench-{uuid.uuid4().hex[:8]}"
             s3fs.S3FileSystem(**opts).mkdir(bucket)
-            rows.append(("moto-S3", *bench(f"s3://{bucket}/reg", opts, src, max(n // 4, 20))))
+            rows.append(("moto-S3", *bench(f"s3://{bucket}/reg", opts, src,
+                                           max(n // 4, 5 if quick else 20))))
             server.stop()
         except ImportError as e:
-            print(f"(S3 skipped: {e})")
+            _quick.skipped("moto-S3", e)
         print(f"{'backend':>8} {'stoker publishes/s':>19} {'raw fsspec writes/s':>20} {'ratio':>7}")
         for name, ours, raw in rows:
             print(f"{name:>8} {ours:>19.1f} {raw:>20.1f} {raw / ours:>6.1f}x")
+        print("ratio raw fsspec writes/s / stoker publishes/s: "
+              + ", ".join(f"{name} {raw / ours:.1f}x" for name, ours, raw in rows))
 
 
 if __name__ == "__main__":

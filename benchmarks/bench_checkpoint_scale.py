@@ -12,7 +12,8 @@
     the full-state gather (``full_state_dict=True, cpu_offload=True`` to rank 0, which
     writes everything), in the same job, interleaved.
 
-Run: python benchmarks/bench_checkpoint_scale.py [--repeats 3] [--gap 8] [--dir PATH]
+Run: python benchmarks/bench_checkpoint_scale.py [--repeats 3] [--gap 8] [--dir PATH] [--quick]
+(``--quick``: a ~0.3M-parameter model, one repetition, a 0.2 s gap; (b) still runs 2 processes.)
 """
 from __future__ import annotations
 
@@ -29,6 +30,11 @@ from pathlib import Path
 
 import torch
 from torch import nn
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
+
+QUICK_SHAPE = dict(vocab=512, d=64, n_layers=2)  # --quick: ~0.3M parameters
 
 
 class Block(nn.Module):
@@ -62,14 +68,15 @@ def _optimizer(model: nn.Module) -> torch.optim.Optimizer:
     return opt
 
 
-def bench_stall(root: Path, repeats: int, gap: float) -> dict[str, list[float]]:
+def bench_stall(root: Path, repeats: int, gap: float, quick: bool = False
+                ) -> dict[str, list[float]]:
     from stoker.train.checkpoint import CheckpointManager
 
     torch.manual_seed(0)
-    model = Model()
+    model = Model(**QUICK_SHAPE) if quick else Model()
     opt = _optimizer(model)
     n = sum(p.numel() for p in model.parameters())
-    print(f"(a) model: {n / 1e6:.0f}M params, state {3 * n * 4 / 2**30:.2f} GiB; gap {gap}s")
+    print(f"(a) model: {n / 1e6:.1f}M params, state {3 * n * 4 / 2**30:.2f} GiB; gap {gap}s")
     stalls: dict[str, list[float]] = {"sync": [], "async": []}
     for mode in ("sync", "async"):
         mgr = CheckpointManager(root / f"ckpt-{mode}", keep_last=1, fsync=True)
@@ -88,7 +95,7 @@ def bench_stall(root: Path, repeats: int, gap: float) -> dict[str, list[float]]:
     return stalls
 
 
-def worker(root: Path, repeats: int) -> None:
+def worker(root: Path, repeats: int, quick: bool = False) -> None:
     """One rank of (b), started by torchrun."""
     import torch.distributed as dist
     from torch.distributed.fsdp import fully_shard
@@ -99,7 +106,7 @@ def worker(root: Path, repeats: int) -> None:
     dist.init_process_group("gloo")
     rank = dist.get_rank()
     torch.manual_seed(0)
-    model = Model()
+    model = Model(**QUICK_SHAPE) if quick else Model()
     for b in model.blocks:
         fully_shard(b)
     fully_shard(model)
@@ -129,12 +136,12 @@ def worker(root: Path, repeats: int) -> None:
     dist.destroy_process_group()
 
 
-def bench_sharded(root: Path, repeats: int) -> dict[str, list[float]]:
+def bench_sharded(root: Path, repeats: int, quick: bool = False) -> dict[str, list[float]]:
     torchrun = Path(sys.executable).with_name("torchrun")
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.run(
         [str(torchrun), "--nproc_per_node", "2", "--standalone", __file__, "--worker",
-         "--dir", str(root), "--repeats", str(repeats)],
+         "--dir", str(root), "--repeats", str(repeats), *(["--quick"] if quick else [])],
         capture_output=True, text=True, env=env, check=False)
     line = next((x for x in proc.stdout.splitlines() if x.startswith("RESULT ")), None)
     if proc.returncode != 0 or line is None:
@@ -149,26 +156,30 @@ def main() -> None:
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--only", choices=("stall", "sharded"), default=None)
+    _quick.add(ap)
     args = ap.parse_args()
     if args.worker:
-        worker(Path(args.dir), args.repeats)
+        worker(Path(args.dir), args.repeats, args.quick)
         return
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    if args.quick:
+        args.repeats, args.gap = 1, 0.2
+    torch.set_num_threads(1 if args.quick else min(2, os.cpu_count() or 1))
+    print(_quick.machine(args.quick))
     root = Path(tempfile.mkdtemp(prefix="stoker-bench-scale-", dir=args.dir))
     print(f"writing to {root}; load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores")
     try:
         if args.only in (None, "stall"):
-            s = bench_stall(root, args.repeats, args.gap)
+            s = bench_stall(root, args.repeats, args.gap, args.quick)
             sync, asy = statistics.median(s["sync"]), statistics.median(s["async"])
             print(f"(a) stall per checkpoint, median: sync {sync * 1e3:.0f} ms, async "
-                  f"{asy * 1e3:.0f} ms -> {sync / asy:.1f}x less stall "
+                  f"{asy * 1e3:.0f} ms -> ratio {sync / asy:.1f}x less stall "
                   f"(all: sync {[round(x, 2) for x in s['sync']]}, "
                   f"async {[round(x, 2) for x in s['async']]})")
         if args.only in (None, "sharded"):
-            t = bench_sharded(root, args.repeats)
+            t = bench_sharded(root, args.repeats, args.quick)
             sh, full = statistics.median(t["sharded"]), statistics.median(t["full"])
             print(f"(b) save at 2 processes, median: sharded {sh * 1e3:.0f} ms, full-state "
-                  f"gather {full * 1e3:.0f} ms -> {full / sh:.2f}x "
+                  f"gather {full * 1e3:.0f} ms -> ratio {full / sh:.2f}x "
                   f"(all: sharded {[round(x, 2) for x in t['sharded']]}, "
                   f"full {[round(x, 2) for x in t['full']]})")
         print(f"load average after: {os.getloadavg()[0]:.2f}")

@@ -2,16 +2,22 @@
 help path imports neither torch nor omegaconf/hydra. Peer: NeMo-Run `--help` (2.0-2.6 s on
 this machine kind per DESIGN.md; measured beside when `nemo_run` is importable).
 
-    python benchmarks/bench_config_cli_help.py
+    python benchmarks/bench_config_cli_help.py [--quick]
+
+``--quick``: 2 runs per command instead of 7.
 """
 from __future__ import annotations
 
+import argparse
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 
 RUNS = 7
 PEER_FIGURE_S = 2.0  # NeMo-Run --help, lower end of DESIGN.md's 2.0-2.6 s
@@ -27,6 +33,13 @@ def wall(cmd: list[str]) -> float:
 
 
 def main() -> None:
+    global RUNS
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _quick.add(ap)
+    quick = ap.parse_args().quick
+    if quick:
+        RUNS = 2
+    print(_quick.machine(quick))
     exe = Path(sys.executable).with_name("stoker")
     stoker = [str(exe)] if exe.exists() else [sys.executable, "-m", "stoker"]
     bare = wall([sys.executable, "-c", "pass"])
@@ -52,6 +65,7 @@ def main() -> None:
     if peer is not None:
         print(f"import nemo_run     : {peer * 1000:7.1f} ms (measured here); ratio {peer / helptime:.1f}x")
     else:
+        _quick.skipped("NeMo-Run measured beside", "nemo_run is not importable here")
         print(f"NeMo-Run --help     : ~{PEER_FIGURE_S * 1000:.0f} ms (DESIGN.md figure; nemo_run not installed)")
         print(f"ratio               : {PEER_FIGURE_S / helptime:.1f}x faster (goal >= 5x)")
     if shutil.which("hyperfine"):

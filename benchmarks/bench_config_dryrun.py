@@ -2,18 +2,23 @@
 real `stoker train gpt-char --dryrun`, and in-process config resolution (compose + 3
 overrides + validate + build) vs Hydra's compose + instantiate on the same YAML, same run.
 
-    python benchmarks/bench_config_dryrun.py
+    python benchmarks/bench_config_dryrun.py [--quick]
 
 Each command runs in a fresh interpreter; the figure is the median of RUNS, as wall time and
 as CPU time (user+sys of the child, from getrusage), because on a shared machine wall time
 mostly measures the other users. stoker's own modules are loaded from bytecode, as in an
 installed package (a private PYTHONPYCACHEPREFIX; PYTHONDONTWRITEBYTECODE is dropped for
 the children), with one warm-up run per command so that compilation is not timed.
+``--quick``: one run per command, no warm-up and the environment's own bytecode (a private
+cache would compile torch first), 2 in-process repetitions.
 """
 from __future__ import annotations
 
+import argparse
+import atexit
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -21,7 +26,11 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
+
 RUNS = 7
+WARMUP = True
 OVERRIDES = ["optim.lr=3e-4", "dim=32", "trainer.max_steps=200"]
 
 
@@ -39,17 +48,19 @@ def recipe_text(n_blocks: int = 24) -> str:
     return "\n".join(lines) + "\n"
 
 
-def child_env(pycache: Path) -> dict[str, str]:
+def child_env(pycache: Path | None) -> dict[str, str]:
     env = dict(os.environ)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
-    env["PYTHONPYCACHEPREFIX"] = str(pycache)
+    if pycache is not None:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(pycache)
     env.setdefault("COLUMNS", "100")
     return env
 
 
 def measure(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
     """Median (wall s, cpu s) of a command over RUNS fresh processes (after one warm-up)."""
-    subprocess.run(argv, stdout=subprocess.DEVNULL, env=env, check=True)
+    if WARMUP:
+        subprocess.run(argv, stdout=subprocess.DEVNULL, env=env, check=True)
     walls, cpus = [], []
     for _ in range(RUNS):
         r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -74,10 +85,17 @@ def count_nodes(cfg) -> int:
 
 
 def main() -> None:
+    global RUNS, WARMUP
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _quick.add(ap)
+    quick = ap.parse_args().quick
+    if quick:
+        RUNS, WARMUP = 1, False
     tmp = Path(tempfile.mkdtemp(prefix="stoker-bench-"))
+    atexit.register(shutil.rmtree, tmp, ignore_errors=True)  # make test runs this each time
     recipe = tmp / "config.yaml"
     recipe.write_text(recipe_text())
-    env = child_env(tmp / "pycache")
+    env = child_env(None if quick else tmp / "pycache")
     py = sys.executable
     stoker_bin = str(Path(py).with_name("stoker"))
     dry_code = ("import torch\n"
@@ -107,7 +125,7 @@ def main() -> None:
             c = hcompose(config_name="config", overrides=OVERRIDES)
         instantiate(c)
 
-    def median_ms(fn, n=15):
+    def median_ms(fn, n=2 if quick else 15):
         fn()
         walls, cpus = [], []
         for _ in range(n):
@@ -127,6 +145,7 @@ def main() -> None:
                      f"{(t[1] - base[1]) * 1000:6.0f} ms cpu{goal}")
         print(f"{name:34s} wall {t[0] * 1000:7.0f} ms  cpu {t[1] * 1000:7.0f} ms{extra}")
 
+    print(_quick.machine(quick))
     print(f"load average (1 min, max seen): {load:.1f} on {os.cpu_count()} cores; "
           f"median of {RUNS} fresh processes")
     print(f"recipe nodes: {nodes}")

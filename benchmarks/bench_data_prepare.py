@@ -14,6 +14,9 @@
    ``encode_batch`` (slower: it also computes offsets) is printed beside it, labelled. Prints
    the ratio (goal >= 0.9x), stoker's peak RSS (process tree) and the caveats.
 3. Char: ``stoker data prepare --type char`` MB/s (goal >= 100 MB/s).
+
+``--quick``: ~1 MB of the corpus and a BPE 1024 tokenizer trained on it, in a temp dir; one
+char run.
 """
 from __future__ import annotations
 
@@ -23,19 +26,37 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import _quick  # noqa: E402
+
 WORK = HERE / "_work" / "data"
+VOCAB = 8192
 STOKER = [sys.executable, "-m", "stoker"]
 LAST_CPU_S = 0.0
 
 
-def build_corpus(mb: int) -> tuple[Path, int]:
+def quick_files(limit: int = 1_000_000) -> list[Path]:
+    """The first files of the built-in corpus, ~``limit`` bytes (``--quick``)."""
     from stoker.data.corpus import default_corpus_files
 
-    files = default_corpus_files()
+    out, size = [], 0
+    for f in default_corpus_files():
+        out.append(f)
+        size += f.stat().st_size
+        if size >= limit:
+            break
+    return out
+
+
+def build_corpus(mb: int, files: list[Path] | None = None) -> tuple[Path, int]:
+    from stoker.data.corpus import default_corpus_files
+
+    files = files or default_corpus_files()
     one = sum(f.stat().st_size for f in files)
     copies = -(-mb * 1_000_000 // one)
     root = WORK / f"corpus-{mb}mb"
@@ -52,15 +73,15 @@ def build_corpus(mb: int) -> tuple[Path, int]:
     return root, total
 
 
-def tokenizer_dir() -> Path:
+def tokenizer_dir(files: list[Path] | None = None) -> Path:
     from stoker.data.corpus import default_corpus_files
     from stoker.data.tokenizers import train_tokenizer
 
-    d = WORK / "bpe8192"
+    d = WORK / f"bpe{VOCAB}"
     if not (d / "tokenizer.json").exists():
-        files = default_corpus_files()
-        tok = train_tokenizer((f.read_text("utf-8") for f in files), type="bpe", vocab_size=8192,
-                              length=len(files))
+        files = files or default_corpus_files()
+        tok = train_tokenizer((f.read_text("utf-8") for f in files), type="bpe",
+                              vocab_size=VOCAB, length=len(files))
         tok.save(d)
     return d
 
@@ -133,7 +154,7 @@ SUBWORD_CAVEATS = """caveats:
 
 
 def main() -> None:
-    global LAST_CPU_S
+    global LAST_CPU_S, WORK, VOCAB
     ap = argparse.ArgumentParser()
     ap.add_argument("--mb", type=int, default=200)
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
@@ -141,8 +162,15 @@ def main() -> None:
                     help="corpus size for the subword comparison (default: --mb)")
     ap.add_argument("--skip-subword", action="store_true")
     ap.add_argument("--char-repeats", type=int, default=3)
+    _quick.add(ap)
     a = ap.parse_args()
-    corpus, nbytes = build_corpus(a.mb)
+    print(_quick.machine(a.quick))
+    files = None
+    if a.quick:
+        tmp = tempfile.TemporaryDirectory(prefix="stoker-bench-prepare-")
+        WORK, VOCAB, files = Path(tmp.name), 1024, quick_files()
+        a.mb, a.subword_mb, a.char_repeats = 1, None, 1
+    corpus, nbytes = build_corpus(a.mb, files)
     print(f"corpus: {nbytes / 1e6:.1f} MB in {sum(1 for _ in corpus.rglob('*.py'))} files; "
           f"workers/threads = {a.workers}; cores = {os.cpu_count()}")
     results = {}
@@ -168,10 +196,11 @@ def main() -> None:
 
     if not a.skip_subword:
         if a.subword_mb and a.subword_mb != a.mb:
-            corpus, nbytes = build_corpus(a.subword_mb)
+            corpus, nbytes = build_corpus(a.subword_mb, files)
             print(f"subword corpus: {nbytes / 1e6:.1f} MB")
-        tdir = tokenizer_dir()
+        tdir = tokenizer_dir(files)
         b_dt, b_bytes, b_tok, b_cpu = baseline(tdir / "tokenizer.json", corpus, a.workers, fast=False)
+        print(f"tokenizer: ByteLevel BPE {VOCAB}")
         print(f"subword HF encode_batch ({a.workers} threads): {b_dt:6.2f} s  "
               f"{b_bytes / 1e6 / b_dt:6.2f} MB/s  CPU {b_cpu:.1f} s  ({b_tok:,} tokens, documents "
               "already in memory)")

@@ -14,6 +14,9 @@ Threads are set with ``trainer.num_threads`` (one per core: 2 cores in all, neve
 oversubscribed). Figures: median ``tokens_per_s`` of the steps after the first 5 (the
 Throughput callback: global tokens of the step over rank 0's step time), and the job's
 wall time from command to exit (start-up of every process, rendezvous included).
+
+``--quick``: one run of the first two settings, gpt-char shrunk to 1 layer of width 32, seq 32,
+global batch 4, 4 steps (the first not counted), a ~40 KB corpus.
 """
 from __future__ import annotations
 
@@ -28,17 +31,19 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 from _launch_common import load, med, stoker_cmd, stoker_env  # noqa: E402
 
 WARMUP = 5
+SHAPE: list[str] = []  # --quick: the model shrunk (overrides)
 
 
-def make_data(root: Path) -> Path:
+def make_data(root: Path, lines: int = 4000) -> Path:
     from _launch_common import corpus_text
     from stoker.data.prepare import prepare
 
     root.mkdir(parents=True)
-    (root / "corpus.txt").write_text(corpus_text(4000), encoding="utf-8")
+    (root / "corpus.txt").write_text(corpus_text(lines), encoding="utf-8")
     return prepare([str(root / "corpus.txt")], root / "char", type="char",
                    split_ratios=(0.95, 0.05, 0.0), workers=1)
 
@@ -52,7 +57,7 @@ def train(work: Path, data: Path, name: str, nproc: int, batch: int, threads: in
             f"data.batch_size={batch}", f"trainer.num_threads={threads}",
             f"trainer.max_steps={steps}", "trainer.log_every=1", "trainer.eval_every=100000",
             "checkpoint.every_steps=100000", "loggers=[jsonl]", "~callbacks.samples",
-            "register_artifact=false", "resume=never",
+            "register_artifact=false", "resume=never", *SHAPE,
             "executor=torchrun", f"executor.nproc_per_node={nproc}", "--yes"]
     t = time.perf_counter()
     proc = subprocess.run(args, cwd=work / "project", env=env, capture_output=True, text=True,
@@ -76,17 +81,26 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=32, help="global batch (windows of 128)")
     ap.add_argument("--no-single-thread", action="store_true",
                     help="skip the 1-process 1-thread setting")
+    _quick.add(ap)
     args = ap.parse_args()
+    global WARMUP
+    if args.quick:
+        args.runs, args.steps, args.batch, args.no_single_thread = 1, 4, 4, True
+        WARMUP = 1
+        SHAPE.extend(["model.n_layers=1", "model.dim=32", "model.n_heads=2", "model.n_kv_heads=1",
+                      "data.seq_len=32"])
     if args.batch % 2:
         ap.error("--batch must be even (split over 2 processes)")
     import torch
 
-    print(f"start: {load()}, {os.cpu_count()} CPUs, torch {torch.__version__}; gpt-char 4x128, "
-          f"seq 128, global batch {args.batch}, {args.steps} steps (first {WARMUP} not counted)")
+    print(_quick.machine(args.quick))
+    shape = "1x32, seq 32" if args.quick else "4x128, seq 128"
+    print(f"start: {load()}, {os.cpu_count()} CPUs, torch {torch.__version__}; gpt-char {shape}, "
+          f"global batch {args.batch}, {args.steps} steps (first {WARMUP} not counted)")
     work = Path(tempfile.mkdtemp(prefix="stoker-bench-ddp-"))
     try:
         (work / "project").mkdir()
-        data = make_data(work / "data")
+        data = make_data(work / "data", 400 if args.quick else 4000)
         env = stoker_env(work / "home")
         env.pop("OMP_NUM_THREADS", None)  # trainer.num_threads sets the threads
         settings = [("1 process x 2 threads", 1, args.batch, 2),

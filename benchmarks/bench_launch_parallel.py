@@ -15,6 +15,8 @@ times include starting Python and importing torch. Prints the load average befor
 after: on a shared machine the figure drifts with what else runs.
 
     python benchmarks/bench_launch_parallel.py [--steps 120] [--unshared] [--same-threads]
+
+``--quick``: 3 steps of gpt-char shrunk to 1 layer of width 32, seq 32, batch 4.
 """
 from __future__ import annotations
 
@@ -28,6 +30,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "train"))
+sys.path.insert(0, str(HERE))
+import _quick  # noqa: E402
+
+QUICK = False
 
 
 def make_data(root: Path) -> Path:
@@ -41,12 +47,14 @@ def make_data(root: Path) -> Path:
 
 
 def overrides(data: Path, out: Path, steps: int) -> list[str]:
-    """gpt-char shrunk so one task takes a few tens of seconds on 2 cores."""
-    return [f"data.path={data}", f"output_dir={out}", f"trainer.max_steps={steps}",
-            "model.n_layers=2", "model.dim=96", "model.n_heads=4", "model.n_kv_heads=2",
-            "data.seq_len=64", "data.batch_size=16", "trainer.eval_every=null",
-            "checkpoint.every_steps=null", "loggers=[jsonl]", "~callbacks.samples",
-            "register_artifact=false", "trainer.log_every=10"]
+    """gpt-char shrunk so one task takes a few tens of seconds on 2 cores (``--quick``: less)."""
+    shape = (["model.n_layers=1", "model.dim=32", "model.n_heads=2", "model.n_kv_heads=1",
+              "data.seq_len=32", "data.batch_size=4", "trainer.log_every=1"] if QUICK else
+             ["model.n_layers=2", "model.dim=96", "model.n_heads=4", "model.n_kv_heads=2",
+              "data.seq_len=64", "data.batch_size=16", "trainer.log_every=10"])
+    return [f"data.path={data}", f"output_dir={out}", f"trainer.max_steps={steps}", *shape,
+            "trainer.eval_every=null", "checkpoint.every_steps=null", "loggers=[jsonl]",
+            "~callbacks.samples", "register_artifact=false"]
 
 
 def run_pair(root: Path, data: Path, steps: int, mode: str, threads: int | None) -> float:
@@ -75,7 +83,13 @@ def main() -> None:
                     help="repeat the runs interleaved and report medians (a busy machine)")
     ap.add_argument("--same-threads", action="store_true",
                     help="also run the two in sequence with the shared thread count each")
+    _quick.add(ap)
     args = ap.parse_args()
+    global QUICK
+    QUICK = args.quick
+    if args.quick:
+        args.steps = 3
+    print(_quick.machine(args.quick))
     for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):  # every task picks its own count
         os.environ.pop(k, None)
     from stoker.launch.cores import local_cpus

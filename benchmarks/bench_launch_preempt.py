@@ -1,6 +1,6 @@
 """Preempt-and-requeue overhead on the real Slurm cluster: USR1 to the resumed job's first step.
 
-    python benchmarks/bench_launch_preempt.py [--runs 2]
+    python benchmarks/bench_launch_preempt.py [--runs 2] [--local] [--quick]
 
 A tiny gpt-char training is launched with ``stoker train ... executor=slurm --detach`` on the
 tests' private single-node cluster (tests/_shared/engines.py; ``cred_expire=5``, scheduler
@@ -17,6 +17,12 @@ queue, starts again and resumes from the checkpoint. Polled every ~20 ms:
 The baseline is the same job's own start: submission to its first step, so "startup +
 resume" can be read against a cold start. No peer: NeMo-Run has no requeue-and-resume of
 its own (its Slurm executor leaves it to the training code).
+
+Without Slurm (or with ``--local``) the same tiny training runs in the foreground on this
+machine instead: USR1 to the ``stoker train`` process -> checkpoint committed -> exit, then
+the same command again (``resume=auto``) to its first resumed step, against the same cold
+start. That is stoker's own share of a preemption, without Slurm's requeue wait.
+``--quick``: one run, the signal after 2 logged steps.
 """
 from __future__ import annotations
 
@@ -24,6 +30,7 @@ import argparse
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -31,6 +38,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 from _launch_common import (  # noqa: E402
     load,
     med,
@@ -126,21 +134,110 @@ def one_run(cluster, env: dict[str, str], data: Path, work: Path, i: int) -> dic
     return t
 
 
+def local_run(env: dict[str, str], data: Path, work: Path, i: int) -> dict[str, float]:
+    """USR1 to a foreground ``stoker train`` on this machine, then the same command again."""
+    run = work / f"local-{i}"
+    argv = [*stoker_cmd(), "train", "gpt-char", *tiny_overrides(
+        data, run, "trainer.max_steps=100000"), "--yes"]
+
+    log = work / f"local-{i}.log"  # a file, not a pipe nobody reads while it runs
+
+    def start() -> subprocess.Popen:
+        with open(log, "a") as err:
+            return subprocess.Popen(argv, cwd=work / "project", env=env,
+                                    stdout=subprocess.DEVNULL, stderr=err)
+
+    def fail(proc: subprocess.Popen, what: str) -> RuntimeError:
+        if proc.poll() is None:
+            proc.kill()
+        return RuntimeError(f"local stoker train: {what} (exit {proc.wait()}):\n"
+                            f"{log.read_text(errors='replace')[-3000:]}")
+
+    t: dict[str, float] = {}
+    t0 = time.monotonic()
+    proc = start()
+    if not wait_for(lambda: len(steps(run)) >= 1 or proc.poll() is not None, 180, poll=0.01) \
+            or proc.poll() is not None:
+        raise fail(proc, "logged no step")
+    t["cold start (submit to first step)"] = time.monotonic() - t0
+    wait_for(lambda: len(steps(run)) >= STEPS_BEFORE, 180, poll=0.01)
+    proc.send_signal(signal.SIGUSR1)
+    sig = time.monotonic()
+    if not wait_for(lambda: bool(committed(run)), 120, poll=0.01):
+        raise fail(proc, "no checkpoint committed after SIGUSR1")
+    t["checkpoint"] = time.monotonic() - sig
+    try:
+        rc = proc.wait(timeout=120)
+    except subprocess.TimeoutExpired:
+        raise fail(proc, "did not exit after its checkpoint") from None
+    t["exited"] = time.monotonic() - sig
+    ckpt = committed(run)[-1]
+    t1 = time.monotonic()
+    again = start()
+    try:
+        if not wait_for(lambda: (ckpt + 1) in steps(run) or again.poll() is not None, 180,
+                        poll=0.01) or again.poll() is not None:
+            raise fail(again, f"did not resume from step {ckpt}")
+        t["first resumed step"] = time.monotonic() - t1
+    finally:
+        if again.poll() is None:
+            again.send_signal(signal.SIGTERM)  # saves a checkpoint and stops
+            try:
+                again.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                again.kill()
+                again.wait()
+    t["exit code"] = float(rc)
+    t["ckpt_step"] = float(ckpt)
+    return t
+
+
+def main_local(env: dict[str, str], data: Path, work: Path, runs: int) -> None:
+    results = []
+    for i in range(runs):
+        r = local_run(env, data, work, i)
+        results.append(r)
+        print(f"  [{i + 1}/{runs}] local: USR1 at step >= {STEPS_BEFORE}, checkpoint step "
+              f"{int(r['ckpt_step'])}: checkpoint {r['checkpoint']:.2f} s, exited "
+              f"{int(r['exit code'])} at {r['exited']:.2f} s; restart to first resumed step "
+              f"{r['first resumed step']:.2f} s (cold start "
+              f"{r['cold start (submit to first step)']:.2f} s)  ({load()})", flush=True)
+    m = {k: med([r[k] for r in results]) for k in results[0]}
+    cold = m["cold start (submit to first step)"]
+    print(f"\nmedian of {len(results)}, local (no Slurm requeue): USR1 to checkpoint "
+          f"{m['checkpoint']:.2f} s, to exit {m['exited']:.2f} s; restart to first resumed step "
+          f"{m['first resumed step']:.2f} s; cold start {cold:.2f} s")
+    print(f"ratio restart-to-resumed-step / cold start: {m['first resumed step'] / cold:.2f}x "
+          f"(the restart also loads the checkpoint)  ({load()})")
+
+
 def main() -> None:
+    global STEPS_BEFORE
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--runs", type=int, default=2)
+    ap.add_argument("--local", action="store_true",
+                    help="the local preempt-and-resume path only (what runs without Slurm)")
+    _quick.add(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.runs, STEPS_BEFORE = 1, 2
     work = Path(tempfile.mkdtemp(prefix="stoker-bench-preempt-"))
+    print(_quick.machine(args.quick))
     print(f"start: {load()}, {os.cpu_count()} CPUs; tiny gpt-char (2 layers, dim 32, seq 32, "
           "batch 8), 1 thread")
     try:
         data = tiny_char_data(work / "data")
         (work / "project").mkdir()  # launched from an empty folder: no code to ship
+        local_env = stoker_env(work / "home", OMP_NUM_THREADS="1")
+        if args.local:
+            main_local(local_env, data, work, args.runs)
+            return
         try:
             started = slurm_cluster()
             cluster = started.__enter__()
         except RuntimeError as e:  # no engine here (`make engines` as root installs it)
-            print(f"skipped: {e}")
+            _quick.skipped("Slurm requeue", f"{e}; measuring the local path instead")
+            main_local(local_env, data, work, args.runs)
             return
         try:
             env = stoker_env(work / "home", OMP_NUM_THREADS="1", **cluster.env)
@@ -171,9 +268,11 @@ def main() -> None:
               "one step)")
         print(f"  cold start of the same job (submit to first step): "
               f"{m['cold start (submit to first step)']:.2f} s")
+        own = m['first resumed step'] - (m['running again'] - m['requeue'])
         print(f"USR1 to resumed first step: {m['first resumed step']:.2f} s; of which stoker's "
-              f"own (checkpoint + exit + restart + resume): "
-              f"{m['first resumed step'] - (m['running again'] - m['requeue']):.2f} s  ({load()})")
+              f"own (checkpoint + exit + restart + resume): {own:.2f} s  ({load()})")
+        print(f"ratio stoker's own / cold start of the same job: "
+              f"{own / m['cold start (submit to first step)']:.2f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
 

@@ -1,7 +1,7 @@
 """Command to job running, and experiment status latency: stoker beside NeMo-Run, same run.
 
     bash benchmarks/peers/setup_nemo_run.sh      # once: NeMo-Run in a benchmark-only venv
-    python benchmarks/bench_launch_submit.py [--runs 5] [--slurm-runs 3] [--no-slurm]
+    python benchmarks/bench_launch_submit.py [--runs 5] [--slurm-runs 3] [--no-slurm] [--quick]
 
 "Running" means the same for both: the user's code has started. The job is a function
 ``job(marker)`` whose first statement writes ``time.time()`` into a marker file; the figure
@@ -26,7 +26,8 @@ hits both alike; medians are printed with their spread and the load average.
 (d) Which heavy modules the submitting process imports (``-X importtime``): torch must not
     be among them.
 Without the peer's virtualenv, NeMo-Run's figures from DESIGN.md section 6 are printed
-instead, labelled as such.
+instead, labelled as such; without Slurm, (b) is skipped, saying why.
+``--quick``: one repetition of each launch, status timed twice.
 """
 from __future__ import annotations
 
@@ -37,11 +38,11 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 from _launch_common import (  # noqa: E402
     PEER_PYTHON,
     PEER_SETUP,
@@ -59,6 +60,7 @@ from _launch_common import (  # noqa: E402
 )
 
 DESIGN_IMPORT_S = 2.0  # DESIGN.md section 6: `import nemo_run` 2.0 s, --help 2.0-2.6 s
+STATUS_RUNS = {"stoker": 7, "stoker slurm": 5, "peer": 3}  # --quick: 2 each
 
 STOKER_JOB = '''\
 """The benchmark's job as a stoker entrypoint: the user's code writes a marker first."""
@@ -198,7 +200,7 @@ class Bench:
                                  text=True, env={**self.senv, **(extra_env or {})}).stdout
             return " state SUCCEEDED" in out or " state FAILED" in out
 
-        wait_for(done, 120, poll=0.3)
+        wait_for(done, 120, poll=1.0)  # each poll is a fresh process: not too often
 
     def status_times(self, argv: list[str], env: dict[str, str], runs: int) -> list[float]:
         times = []
@@ -318,11 +320,12 @@ def run_slurm(b: Bench, runs: int) -> dict[str, list]:
         # (c) status of the finished Slurm experiments (asks squeue/scontrol)
         senv = {**b.senv, **env}
         res["s_status"] = b.status_times([*stoker_cmd(), "exp", "status", res["s_ids"][-1]],
-                                         senv, 5)
+                                         senv, STATUS_RUNS["stoker slurm"])
         if b.peer and res["p_ids"]:
             penv = {**b.penv, **env}
             res["p_status"] = b.status_times([str(PEER_PYTHON.parent / "nemo"), "experiment",
-                                              "status", res["p_ids"][-1]], penv, 3)
+                                              "status", res["p_ids"][-1]], penv,
+                                             STATUS_RUNS["peer"])
     return res
 
 
@@ -332,7 +335,12 @@ def main() -> None:
     ap.add_argument("--slurm-runs", type=int, default=3, help="repetitions on Slurm")
     ap.add_argument("--no-slurm", action="store_true")
     ap.add_argument("--no-peer", action="store_true", help="skip NeMo-Run even if installed")
+    _quick.add(ap)
     args = ap.parse_args()
+    if args.quick:
+        args.runs, args.slurm_runs = 1, 1
+        STATUS_RUNS.update(dict.fromkeys(STATUS_RUNS, 2))
+    print(_quick.machine(args.quick))
 
     version = None if args.no_peer else peer_version()
     peer = version is not None
@@ -340,7 +348,9 @@ def main() -> None:
     if peer:
         print(f"peer:   {version} ({PEER_PYTHON.parents[1]})")
     else:
-        print(f"peer:   NeMo-Run not installed ({PEER_SETUP}); its figures below come from "
+        _quick.skipped("NeMo-Run", "--no-peer" if args.no_peer else
+                       f"its virtualenv {PEER_PYTHON.parents[1]} is absent ({PEER_SETUP})")
+        print("peer:   NeMo-Run not measured; its figures below come from "
               "DESIGN.md section 6, NOT measured in this run")
     print(f"start:  {load()}, {os.cpu_count()} CPUs")
 
@@ -360,7 +370,7 @@ def main() -> None:
              "executor=detached", "--yes"], b.senv, project)
         read_marker(work / "probe1.txt", 60)
         wait_for(lambda: (work / "probe-run" / "metrics.jsonl").exists(), 120)
-        time.sleep(2)
+        time.sleep(0.5 if args.quick else 2)
 
         print("\n(a) command to job running, detached, this machine")
         loc = run_local(b, args.runs, data)
@@ -380,11 +390,12 @@ def main() -> None:
                   f" before anything is submitted -> ratio >= {ratio(DESIGN_IMPORT_S, sloc)}")
 
         print("\n(c) experiment status latency (fresh process, finished detached experiment)")
-        st_s = b.status_times([*stoker_cmd(), "exp", "status", loc["s_ids"][-1]], b.senv, 7)
+        st_s = b.status_times([*stoker_cmd(), "exp", "status", loc["s_ids"][-1]], b.senv,
+                              STATUS_RUNS["stoker"])
         print(f"stoker exp status          : {spread(st_s)}")
         if peer and loc["p_ids"]:
             st_p = b.status_times([str(PEER_PYTHON.parent / "nemo"), "experiment", "status",
-                                   loc["p_ids"][-1]], b.penv, 3)
+                                   loc["p_ids"][-1]], b.penv, STATUS_RUNS["peer"])
             print(f"nemo experiment status     : {spread(st_p)}")
             print(f"ratio: {ratio(med(st_p), med(st_s))} (goal >= 5x)  ({load()})")
         else:
@@ -396,7 +407,7 @@ def main() -> None:
             try:
                 sl = run_slurm(b, args.slurm_runs)
             except RuntimeError as e:
-                print(f"skipped: {e}")
+                _quick.skipped("(b) Slurm", e)
             else:
                 print(f"stoker  executor=slurm (entrypoint)    : to running {spread(sl['s_run'])}; "
                       f"command returned {med(sl['s_ret']):.2f} s")

@@ -3,19 +3,25 @@ same weights (a random Llama of ~7.4M parameters, batch 1, 256 new tokens), with
 without a KV cache. The Llama is built locally from a ``LlamaConfig`` (no download) and
 converted with ``stoker.models.hf.from_hf``; both produce the same tokens (checked).
 Runs alternate between the two so machine drift hits both alike; medians are reported.
-Run: ``python benchmarks/bench_models_generate.py``.
+Run: ``python benchmarks/bench_models_generate.py`` (``--quick``: a 2-layer Llama of width 64, 8 new
+tokens, 1 repetition).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 
 from stoker.infer.generate import generate
 from stoker.models import count_parameters
 from stoker.models.hf import from_hf
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 
 
 def main() -> None:
@@ -24,17 +30,22 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=8, help="prompt tokens")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    _quick.add(ap)
     args = ap.parse_args()
+    if args.quick:  # one thread: two spinning on a loaded machine wait for each other per op
+        args.new, args.reps, args.threads = 8, 1, args.threads or 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(_quick.machine(args.quick))
     import transformers
 
     transformers.logging.set_verbosity_error()
-    cfg = transformers.LlamaConfig(
-        vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512,
-        tie_word_embeddings=False,
-    )
+    size = (dict(vocab_size=1024, hidden_size=64, intermediate_size=176, num_hidden_layers=2,
+                 num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=64)
+            if args.quick else
+            dict(vocab_size=8192, hidden_size=256, intermediate_size=688, num_hidden_layers=4,
+                 num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512))
+    cfg = transformers.LlamaConfig(**size, tie_word_embeddings=False)
     torch.manual_seed(0)
     hf = transformers.LlamaForCausalLM(cfg).eval()
     ours = from_hf(hf)

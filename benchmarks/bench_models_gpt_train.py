@@ -12,14 +12,17 @@ backward, AdamW step. Three runs alternate step by step (so machine drift hits a
 The figures are the median and the best (least disturbed) step time, and the median CPU
 time per step (the least load-sensitive figure with ``--threads 1``).
 Run: ``python benchmarks/bench_models_gpt_train.py [--threads 1] [--steps 12] [--compile]``
-(``--compile`` compiles all models, the setting nanoGPT's own train.py uses by default).
+(``--compile`` compiles all models, the setting nanoGPT's own train.py uses by default;
+``--quick``: 2 layers of width 64, batch 2 x 32, 2 timed steps).
 """
 from __future__ import annotations
 
 import argparse
 import math
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -27,6 +30,9 @@ from torch import nn
 
 from stoker.models import GPTConfig, build_model, count_parameters
 from stoker.train.optim import build_optimizer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 
 
 # --- nanoGPT-style reference (after Karpathy's model.py: LayerNorm, learned positions,
@@ -188,10 +194,17 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
     ap.add_argument("--compile", action="store_true",
                     help="torch.compile both models, as nanoGPT's train.py does by default")
+    _quick.add(ap)
     args = ap.parse_args()
+    if args.quick:  # one thread: two spinning on a loaded machine wait for each other per op
+        args.threads = args.threads or 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(_quick.machine(args.quick))
     vocab, n_layer, d, h = 65, 6, 384, 6
+    if args.quick:
+        n_layer, d, h = 2, 64, 2
+        args.batch, args.seq, args.steps, args.warmup = 2, 32, 2, 1
 
     def stoker_gpt() -> nn.Module:
         torch.manual_seed(0)

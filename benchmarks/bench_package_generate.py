@@ -4,12 +4,14 @@
 and 16 prompts of different lengths in one batch (``TokenStream``) vs 16 single calls.
 Greedy, random weights (vocab 8192, width 256, 4 layers; ~7.4M params), batch 1, 256 new
 tokens. Runs alternate so machine drift hits both alike; medians are reported.
-Run: ``python benchmarks/bench_package_generate.py``.
+Run: ``python benchmarks/bench_package_generate.py`` (``--quick``: a 2-layer GPT of width 64, 8
+new tokens, 4 prompts of 4-7 tokens, 2 repetitions).
 """
 from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,6 +22,9 @@ from stoker.infer.generate import TokenStream, generate
 from stoker.models import GPTConfig, build_model, count_parameters
 from stoker.package.hf_export import export_hf
 from stoker.package.packing import write_archive
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 
 
 def _median_pair(a, b, reps: int) -> tuple[float, float]:
@@ -38,22 +43,29 @@ def main() -> None:
     ap.add_argument("--prompt", type=int, default=8)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--threads", type=int, default=0)
+    _quick.add(ap)
     args = ap.parse_args()
+    if args.quick:  # one thread: two spinning on a loaded machine wait for each other per op
+        args.new, args.reps, args.threads = 8, 2, args.threads or 1
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(_quick.machine(args.quick))
     import transformers
 
     transformers.logging.set_verbosity_error()
     torch.manual_seed(0)
-    ours = build_model(GPTConfig(vocab_size=8192, dim=256, n_layers=4, n_heads=4,
-                                 ffn_hidden=688, max_seq_len=512, tie_weights=False)).eval()
+    size = (dict(vocab_size=1024, dim=64, n_layers=2, n_heads=2, ffn_hidden=176, max_seq_len=64)
+            if args.quick else
+            dict(vocab_size=8192, dim=256, n_layers=4, n_heads=4, ffn_hidden=688, max_seq_len=512))
+    ours = build_model(GPTConfig(**size, tie_weights=False)).eval()
+    vocab = size["vocab_size"]
     with tempfile.TemporaryDirectory() as tmp:
         arch = write_archive(Path(tmp) / "m.stoker", model_config=ours.config.model_dump(),
                              state_dict=ours.state_dict(), tokenizer=None, lineage={})
         out = export_hf(str(arch), Path(tmp) / "hf")
         hf = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
     gen = torch.Generator().manual_seed(1)
-    x = torch.randint(0, 8192, (1, args.prompt), generator=gen)
+    x = torch.randint(0, vocab, (1, args.prompt), generator=gen)
     mask = torch.ones_like(x)
 
     def run_hf() -> torch.Tensor:
@@ -73,8 +85,8 @@ def main() -> None:
           f"{args.new / t_hf:7.1f} tok/s | ratio {t_hf / t_ours:.2f}x | same tokens "
           f"{same}/{args.new}")
 
-    prompts = [torch.randint(0, 8192, (4 + i,), generator=gen).tolist() for i in range(16)]
-    n = 64
+    n_prompts, n = (4, 8) if args.quick else (16, 64)
+    prompts = [torch.randint(0, vocab, (4 + i,), generator=gen).tolist() for i in range(n_prompts)]
 
     def batched() -> None:
         for _ in TokenStream(ours, prompts, n, temperature=0).steps():
@@ -85,9 +97,10 @@ def main() -> None:
             generate(ours, torch.tensor([p]), n, temperature=0)
 
     t_b, t_s = _median_pair(batched, singles, args.reps)
-    print(f"16 prompts (4-19 tokens), {n} new tokens each: one batch {16 * n / t_b:7.1f} tok/s "
-          f"({t_b:.2f} s) | 16 single calls {16 * n / t_s:7.1f} tok/s ({t_s:.2f} s) | ratio "
-          f"{t_s / t_b:.2f}x")
+    k = n_prompts
+    print(f"{k} prompts (4-{3 + k} tokens), {n} new tokens each: one batch {k * n / t_b:7.1f} "
+          f"tok/s ({t_b:.2f} s) | {k} single calls {k * n / t_s:7.1f} tok/s ({t_s:.2f} s) | "
+          f"ratio {t_s / t_b:.2f}x")
 
 
 if __name__ == "__main__":

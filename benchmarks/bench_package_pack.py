@@ -9,7 +9,8 @@ and restore) and the baseline never, so ``base + 2 * sha256`` is the floor of th
 ``load_file`` (which maps the file lazily, so its load reads no data); also shown: the
 baseline plus touching every tensor once (what using the weights costs it).
 Files are in a temporary directory next to the repository (same disk); alternating runs,
-medians. Run: ``python benchmarks/bench_package_pack.py``.
+medians. Run: ``python benchmarks/bench_package_pack.py`` (``--quick``: a ~0.2M-parameter GPT,
+one repetition).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import hashlib
 import os
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,15 +30,26 @@ from stoker.models import GPTConfig, build_model, count_parameters
 from stoker.package.packing import write_archive
 from stoker.package.restoring import restore
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--dir", default=None, help="where the files go (default: a temp dir)")
+    _quick.add(ap)
     args = ap.parse_args()
+    print(_quick.machine(args.quick))
     torch.manual_seed(0)
-    cfg = GPTConfig(vocab_size=32000, dim=768, n_layers=12, n_heads=12, max_seq_len=1024,
-                    tie_weights=True)
+    if args.quick:
+        args.reps = 1
+        torch.set_num_threads(1)
+        cfg = GPTConfig(vocab_size=1024, dim=64, n_layers=2, n_heads=2, max_seq_len=128,
+                        tie_weights=True)
+    else:
+        cfg = GPTConfig(vocab_size=32000, dim=768, n_layers=12, n_heads=12, max_seq_len=1024,
+                        tie_weights=True)
     model = build_model(cfg).eval()
     state = model.state_dict()
     plain = {k: v for k, v in state.items() if k != "lm_head.weight"}  # tied: stored once
@@ -86,7 +99,7 @@ def main() -> None:
         t1 = time.perf_counter()
         r = restore(arc)
         t2 = time.perf_counter()
-        x = torch.randint(0, 32000, (1, 8))
+        x = torch.randint(0, cfg.vocab_size, (1, 8))
         assert torch.equal(r.model(x)["logits"], model(x)["logits"])
     m = {k: statistics.median(v) for k, v in times.items()}
     print(f"stoker pack+restore {m['ours']:.3f} s (pack {t1 - t0:.3f}, restore {t2 - t1:.3f}) "

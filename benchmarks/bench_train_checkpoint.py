@@ -9,7 +9,8 @@ a temp dir, verifies on load, no pickle), so the ratio is the price of safety. f
 measured separately: torch.save does not fsync, so the headline ratio is with fsync off, and
 the fsync-on figure shows what durability costs on this disk.
 
-Run: python benchmarks/bench_train_checkpoint.py [--repeats 5] [--dir PATH]
+Run: python benchmarks/bench_train_checkpoint.py [--repeats 5] [--dir PATH] [--quick]
+(``--quick``: a ~0.2M-parameter model, one repetition.)
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +28,9 @@ from torch import nn
 
 from stoker.train.checkpoint import CheckpointManager
 from stoker.train.rng import capture_rng_state
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _quick  # noqa: E402
 
 
 class Block(nn.Module):
@@ -50,9 +55,9 @@ class TinyGPT(nn.Module):
         self.head = nn.Linear(d, vocab, bias=False)
 
 
-def make_state() -> dict:
+def make_state(quick: bool = False) -> dict:
     torch.manual_seed(0)
-    model = TinyGPT()
+    model = TinyGPT(vocab=512, d=64, n_layers=2) if quick else TinyGPT()
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4)
     for p in model.parameters():
         p.grad = torch.randn_like(p) * 1e-3
@@ -94,9 +99,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dir", default=None, help="where to write (default: a temp dir)")
+    _quick.add(ap)
     args = ap.parse_args()
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
-    state, n = make_state()
+    torch.set_num_threads(1 if args.quick else min(2, os.cpu_count() or 1))
+    print(_quick.machine(args.quick))
+    if args.quick:
+        args.repeats = 1
+    state, n = make_state(args.quick)
     root = Path(tempfile.mkdtemp(prefix="stoker-bench-ckpt-", dir=args.dir))
     nbytes = sum(
         t.numel() * t.element_size()

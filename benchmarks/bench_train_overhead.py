@@ -19,9 +19,11 @@ evaluation off (those are features, not overhead) and the progress display off:
 * "bare": no callbacks, metrics.jsonl only -- the trainer loop's own cost, labelled as such.
 
 The caveats are printed with the figures. Run: python benchmarks/bench_train_overhead.py
+(``--quick``: smaller shapes, a few steps, one repetition; figures not worth recording).
 """
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -34,6 +36,8 @@ import torch
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests" / "train"))
+sys.path.insert(0, str(HERE))
+import _quick  # noqa: E402
 
 
 def make_data(root: Path) -> Path:
@@ -51,6 +55,7 @@ def stoker_steps(data: Path, out: Path, overrides: list[str], steps: int, *,
     """Step times of stoker's Trainer: the recipe's default callbacks and loggers (what a
     user gets), or with ``bare`` none of its callbacks and metrics.jsonl only."""
     from stoker.config import compose
+    from stoker.config.export import to_container
     from stoker.train.recipe import recipe_schema
     from stoker.train.recipe_config import typed_recipe
     from stoker.train.trainer import Trainer
@@ -129,14 +134,15 @@ def plain_steps(data: Path, overrides: dict, steps: int) -> list[float]:
     return times
 
 
-def compare(data: Path, root: Path, shape: dict, steps: int, label: str) -> dict[str, float]:
+def compare(data: Path, root: Path, shape: dict, steps: int, label: str,
+            reps: int = 6) -> dict[str, float]:
     over = [f"model.n_layers={shape['n_layers']}", f"model.dim={shape['dim']}",
             f"model.n_heads={shape['n_heads']}", f"model.n_kv_heads={shape['n_kv_heads']}",
             f"data.seq_len={shape['seq_len']}", f"data.batch_size={shape['batch_size']}"]
     p_all: list[float] = []
     runs: dict[str, list[float]] = {"user": [], "bare": []}
     paired: dict[str, list[float]] = {"user": [], "bare": []}
-    for rep in range(6):  # interleave, many short runs: the shared machine drifts
+    for rep in range(reps):  # interleave, many short runs: the shared machine drifts
         p = plain_steps(data, shape, steps)
         p_all += p
         for kind in ("user", "bare"):
@@ -152,8 +158,8 @@ def compare(data: Path, root: Path, shape: dict, steps: int, label: str) -> dict
                        ("bare", "stoker bare (no callbacks, metrics.jsonl only)")):
         ss = statistics.median(runs[kind])
         out[kind] = ss
-        print(f"  {what}: {ss * 1e3:.3f} ms/step, ratio {ss / ps:.4f} (median of the 6 paired "
-              f"runs {statistics.median(paired[kind]):.4f}), fixed cost "
+        print(f"  {what}: {ss * 1e3:.3f} ms/step, ratio {ss / ps:.4f}x (median of the {reps} "
+              f"paired runs {statistics.median(paired[kind]):.4f}x), fixed cost "
               f"{1e3 * (ss - ps):+.3f} ms/step")
     return out
 
@@ -169,14 +175,24 @@ CAVEATS = """caveats:
 
 
 def main() -> None:
-    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    _quick.add(ap)
+    args = ap.parse_args()
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1" if args.quick else "2")))
+    print(_quick.machine(args.quick))
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         data = make_data(root)
-        real = dict(n_layers=4, dim=128, n_heads=4, n_kv_heads=2, seq_len=128, batch_size=16)
-        r = compare(data, root, real, 25, "gpt 4x128 (~0.8M params)")
+        if args.quick:
+            real = dict(n_layers=1, dim=32, n_heads=2, n_kv_heads=1, seq_len=32, batch_size=4)
+            r = compare(data, root, real, 4, "gpt 1x32 (--quick)", reps=1)
+        else:
+            real = dict(n_layers=4, dim=128, n_heads=4, n_kv_heads=2, seq_len=128,
+                        batch_size=16)
+            r = compare(data, root, real, 25, "gpt 4x128 (~0.8M params)")
         tiny = dict(n_layers=1, dim=8, n_heads=2, n_kv_heads=1, seq_len=8, batch_size=4)
-        t = compare(data, root, tiny, 200, "tiny gpt 1x8 (fixed cost)")
+        t = compare(data, root, tiny, 8 if args.quick else 200, "tiny gpt 1x8 (fixed cost)",
+                    reps=1 if args.quick else 6)
         print(json.dumps({"real_ratio": round(r["user"] / r["plain"], 4),
                           "real_ratio_bare": round(r["bare"] / r["plain"], 4),
                           "tiny_fixed_cost_ms": round(1e3 * (t["user"] - t["plain"]), 3),

@@ -2,7 +2,9 @@
 
 Each benchmark runs stoker and its peer or baseline in the same process run and prints the
 ratio; figures worth keeping go to BENCHMARKS.md by hand, with the machine they ran on.
-Pass names (e.g. ``cli_help``) to run a subset.
+Pass names (e.g. ``cli_help``) to run a subset, and ``--quick`` to run each on tiny sizes
+(``bench_X.py --quick``: the same code paths in seconds, what ``make test`` runs; see
+``_quick.py``).
 """
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from pathlib import Path
 
 
 def main(argv: list[str]) -> int:
+    quick = [a for a in argv if a == "--quick"]
+    argv = [a for a in argv if a != "--quick"]
     here = Path(__file__).resolve().parent
     scripts = sorted(here.glob("bench_*.py"))
     if argv:
@@ -19,7 +23,7 @@ def main(argv: list[str]) -> int:
     failed = []
     for script in scripts:
         print(f"\n=== {script.stem} ===", flush=True)
-        rc = subprocess.call([sys.executable, str(script)])
+        rc = subprocess.call([sys.executable, str(script), *quick])
         if rc != 0:
             failed.append(script.stem)
     if failed:
