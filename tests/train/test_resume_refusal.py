@@ -84,10 +84,8 @@ def test_a_resume_with_a_changed_setting_stops_before_writing(
     before = {f: (out / f).read_bytes() for f in ("config.yaml", "metrics.jsonl", "env.json")}
     ckpts = sorted(p.name for p in (out / "checkpoints").iterdir())
     if change is None:  # another dataset whose tokenizer has the same vocabulary size
-        import json as _json
-
-        a = _json.loads((tiny_data / "metadata.json").read_text())["vocab_size"]
-        b = _json.loads((other_tokenizer_data / "metadata.json").read_text())["vocab_size"]
+        a = json.loads((tiny_data / "metadata.json").read_text())["vocab_size"]
+        b = json.loads((other_tokenizer_data / "metadata.json").read_text())["vocab_size"]
         assert a == b
         proc = _resume(stoker_cmd, tiny_data, out, f"data.path={other_tokenizer_data}")
     else:

@@ -380,16 +380,20 @@ class Trainer:
         if path is None:
             log.info("no committed checkpoint in %s: starting from step 0", plan.resume_from)
             return False
-        self._check_trajectory(path)  # before anything is loaded or written
+        # Shapes first (a message naming the tensors), then the trajectory: both before any
+        # state is applied or anything is written.
         shapes = sharded_model_shapes(path)  # None: a full-state checkpoint
         if shapes is not None and dist_utils.is_sharded(self._train_model):
             # shards to shards: each rank reads its slices at this world size (DCP reshards)
             self._check_shapes(shapes, path)
+            self._check_trajectory(path)
             state = self._load_sharded(path)
             self._load_state(state, path, sharded=True)
         else:  # full state, or a sharded checkpoint consolidated in this process
             state = load_checkpoint(path, map_location=self.device,
                                     allow_nonfinite=self.recipe.checkpoint.allow_nonfinite)
+            self._check_shapes(state["model"], path)
+            self._check_trajectory(path)
             self._load_state(state, path)
         log.info("resumed from %s (step %d)", path, self.step)
         return True
