@@ -89,3 +89,33 @@ def test_verify_refuses_what_is_not_a_run(run6: Path, stoker_cmd, tmp_path: Path
     assert wrong.returncode == 2 and "checkpoints are at steps 3, 6" in wrong.stderr
     for proc in (not_run, no_ckpt, wrong):
         assert "Traceback" not in proc.stderr
+
+
+def test_on_another_machine_a_small_drift_reproduces_within_the_tolerance(
+        run6: Path, stoker_cmd, tmp_path: Path) -> None:
+    """The run says it was recorded on another CPU: a float-level deviation passes (and is
+    said to), one beyond --rtol does not."""
+    from safetensors.torch import load_file, save_file
+
+    from train_helpers import edit_state
+
+    def elsewhere(tree: dict) -> dict:
+        tree["machine"] = {**tree["machine"], "cpu": "Some Other CPU", "key": "0" * 16}
+        return tree
+
+    for delta, code in ((1e-6, 0), (0.25, 1)):
+        run = tmp_path / f"run-{code}"
+        shutil.copytree(run6, run)
+        step = run / "checkpoints" / "step-00000006"
+        edit_state(step, elsewhere)
+        weights = load_file(step / "model.safetensors")
+        weights["tok_emb.weight"] = weights["tok_emb.weight"].clone()
+        weights["tok_emb.weight"].view(-1)[3] += delta
+        save_file(weights, step / "model.safetensors")
+        reseal(step, "model.safetensors")
+        proc = run_cli(stoker_cmd, "verify", str(run))
+        assert proc.returncode == code, proc.stdout + proc.stderr
+        assert "not the one the run was recorded on" in proc.stdout
+        assert "Some Other CPU" in proc.stdout and "float-level drift" in proc.stdout
+        want = "within rtol=0.0001 on another machine" if code == 0 else "beyond rtol=0.0001"
+        assert want in proc.stdout, proc.stdout
