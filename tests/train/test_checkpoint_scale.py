@@ -267,11 +267,14 @@ def test_sharded_checkpoint_resumes_at_another_world_size(async_runs, tiny_data:
     continues from where it was, not from a fresh model."""
     out = tmp_path / "run"
     _copy_at_step_3(async_runs["whole"], out)
+    # another number of processes at the same batch_size is another global batch: a
+    # change of the trajectory, so the resume says it on purpose
+    allow = "allow_changes=[world_size]"
     if procs == 1:
         run_cli(STOKER, "train", "gpt-char", *tiny_overrides(tiny_data, out, *COMMON),
-                "--yes", check=True)
+                allow, "--yes", check=True)
     else:
-        _torchrun(procs, out, tiny_data)
+        _torchrun(procs, out, tiny_data, allow)
     got = dict(_losses(out))
     want = dict(_losses(async_runs["whole"]))
     assert sorted(got) == [4, 5, 6]  # resumed at step 3
@@ -287,10 +290,19 @@ def test_full_state_checkpoint_loads_into_fsdp2_and_back(tiny_data: Path, tmp_pa
     run_cli(STOKER, "train", "gpt-char", *tiny_overrides(tiny_data, out, *COMMON),
             "trainer.stop_after_steps=3", "--yes", check=True)
     assert "model.safetensors" in read_marker(out / "checkpoints" / "step-00000003")["files"]
-    _torchrun(2, out, tiny_data, "trainer.stop_after_steps=5", "checkpoint.every_steps=5")
+    refused = subprocess.run(  # 1 -> 2 processes at batch_size 4: global batch 4 -> 8
+        [TORCHRUN, "--nproc_per_node", "2", "--standalone", "-m", "stoker", "train",
+         "gpt-char", *tiny_overrides(tiny_data, out, *COMMON), "trainer.stop_after_steps=5",
+         "--yes"], capture_output=True, text=True, timeout=300, start_new_session=True,
+        env=dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0"), check=False)
+    assert refused.returncode != 0 and "world_size: 1 -> 2" in refused.stderr, refused.stderr
+    assert "global batch: 4 -> 8" in refused.stderr
+    assert [s for s, _ in _losses(out)] == [1, 2, 3]  # nothing was written
+    _torchrun(2, out, tiny_data, "trainer.stop_after_steps=5", "checkpoint.every_steps=5",
+              "allow_changes=[world_size]")
     assert read_marker(out / "checkpoints" / "step-00000005")["sharded"]["world_size"] == 2
     run_cli(STOKER, "train", "gpt-char", *tiny_overrides(tiny_data, out, *COMMON),
-            "checkpoint.every_steps=5", "--yes", check=True)
+            "checkpoint.every_steps=5", "allow_changes=[world_size]", "--yes", check=True)
     losses = _losses(out)
     assert [s for s, _ in losses] == [1, 2, 3, 4, 5, 6]
     assert losses[-1][1] < losses[0][1]

@@ -72,7 +72,9 @@ def test_nan_loss_stops_and_names_the_last_finite_checkpoint(stoker_cmd, finishe
     proc = run_cli(stoker_cmd, "train", "gpt-char", *tiny_overrides(tiny_data, out),
                    "trainer.max_steps=30", "+losses.poison._target_=stoker.train.losses.MSE",
                    "+losses.poison.preds=preds.logits", "+losses.poison.targets=preds.logits",
-                   "+losses.poison.weight=nan", "--yes")
+                   "+losses.poison.weight=nan",
+                   "allow_changes=[losses]",  # a new loss term changes the trajectory
+                   "--yes")
     assert proc.returncode == 1, proc.stderr
     assert "Traceback" not in proc.stderr
     bad = [r["step"] for r in read_metrics(out) if "loss" in r and not math.isfinite(float(r["loss"]))]

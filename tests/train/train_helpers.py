@@ -116,3 +116,25 @@ def kill_9_at_step(argv: list[str], out: Path, step: int, *, cwd: Path | None = 
     finally:
         proc.wait()
     return proc.returncode
+
+
+def reseal(step_dir: Path, fname: str) -> None:
+    """Fix the marker's size and checksum of ``fname`` after a test rewrote it (a checkpoint
+    edited by a tool that knows the format: the marker is valid, the content is not)."""
+    from stoker.train.checkpoint.checksums import Hasher
+
+    f = step_dir / fname
+    marker_path = step_dir / "COMMITTED"
+    marker = json.loads(marker_path.read_text())
+    algo = marker.get("checksum", "crc32")
+    h = Hasher(algo)
+    h.update(f.read_bytes())
+    marker["files"][fname] = {"size": f.stat().st_size, algo: h.hexdigest()}
+    marker_path.write_text(json.dumps(marker))
+
+
+def edit_state(step_dir: Path, edit) -> None:
+    """Rewrite a checkpoint's state.json through ``edit(tree) -> tree`` and reseal it."""
+    f = step_dir / "state.json"
+    f.write_text(json.dumps(edit(json.loads(f.read_text()))))
+    reseal(step_dir, "state.json")

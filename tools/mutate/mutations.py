@@ -28,6 +28,7 @@ class Mutation:
 
 CLI = "tests/train/test_train_cli.py"
 CKPT = "tests/train/test_checkpoint.py"
+REFUSAL = "tests/train/test_resume_refusal.py"
 
 MUTATIONS: list[Mutation] = [
     Mutation(
@@ -385,5 +386,34 @@ MUTATIONS: list[Mutation] = [
               "            self._record(exp_id, tasks)  # MUTATION: after the commit\n")),
         ("tests/launch/test_store_kills.py::test_a_launcher_killed_before_its_commit_leaves_"
          "no_experiment",),
+    ),
+    Mutation(
+        "resume-compares-no-trajectory",
+        "a resume with a setting that changes the trajectory stops (exit 2) before writing",
+        (Edit("train/trainer.py", "        changes = compare(recorded, self._trajectory)\n",
+              "        changes = []  # MUTATION: nothing compared\n"),),
+        (f"{REFUSAL}::test_a_resume_with_a_changed_setting_stops_before_writing",),
+    ),
+    Mutation(
+        "allowed-change-not-in-config-yaml",
+        "config.yaml never claims a value applied from step 0 when a resume changed it",
+        (Edit("train/trainer.py", "            text = config_notes(entries) + text\n",
+              "            pass  # MUTATION: the change is not noted\n"),),
+        (f"{REFUSAL}::test_allow_changes_continues_in_place_and_records_the_change",
+         f"{REFUSAL}::test_more_steps_resume_and_are_noted_in_config_yaml"),
+    ),
+    Mutation(
+        "verify-ignores-weights",
+        "stoker verify exits 1 naming the tensor when recorded weights differ from the re-run",
+        (Edit("train/verify.py", "            if ta.equal(tb):\n",
+              "            if True:  # MUTATION: weights never compared\n"),),
+        ("tests/train/test_verify.py::test_verify_names_tampered_weights",),
+    ),
+    Mutation(
+        "verify-ignores-losses",
+        "stoker verify exits 1 naming the step when a recorded loss differs from the re-run",
+        (Edit("train/verify.py", "        exact = exact and (a == b or (a != a and b != b))\n",
+              "        pass  # MUTATION: losses never compared\n"),),
+        ("tests/train/test_verify.py::test_verify_names_a_tampered_loss",),
     ),
 ]

@@ -24,6 +24,7 @@ COMMAND_MODULES = (
     "stoker.cli.config_cmd",
     "stoker.cli.artifacts_cmd",
     "stoker.cli.exp_cmd",
+    "stoker.cli.verify_cmd",
 )
 
 _VERBOSE_ENV = "STOKER_VERBOSE"

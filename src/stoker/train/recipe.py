@@ -324,6 +324,13 @@ class TrainRecipe(_Strict):
         description="auto (latest checkpoint in output_dir), never (fresh, new run dir), "
         "latest (newest run of this name), or a checkpoint/run directory PATH.",
     )
+    allow_changes: list[str] = Field(
+        default_factory=list,
+        description="Settings that may differ from the checkpoint's run on a resume in "
+        "place (optim.lr, data.batch_size, world_size, or a whole section such as optim); "
+        "each change is recorded in the run's trajectory_changes.json and config.yaml. A "
+        "permission for this resume only: config.yaml does not keep it.",
+    )
     imports: list[str] = Field(
         default_factory=list,
         description="Modules imported before the recipe is validated (the user's models, "

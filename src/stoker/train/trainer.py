@@ -125,9 +125,19 @@ class Trainer:
         argv: Sequence[str] = (),
         callbacks: Sequence[Any] = (),
         init_weights: WeightsProvider | None = None,
+        strict_resume: bool = False,
     ) -> None:
         self.recipe = recipe  # the one configuration the loop reads
         self.config = dict(config)  # the run's record of it (see the module docstring)
+        # a permission for this resume, not a setting of the run: config.yaml drops it
+        self.config.pop("allow_changes", None)
+        # refuse any difference from the checkpoint's run, even when branching into another
+        # directory (stoker verify re-runs exactly what was recorded)
+        self._strict_resume = strict_resume
+        self._trajectory: dict[str, Any] = {}  # this run's trajectory fingerprint (_build)
+        self._change_entry: dict[str, Any] | None = None  # what this resume changed
+        self._inherited_changes: list[dict[str, Any]] = []  # a branch's source's record
+        self._resume_notes: list[str] = []  # warnings of the resume, logged once outputs open
         self.argv = list(argv)
         self._extra_callbacks = list(callbacks)
         # where recipe.init_from's weights come from (spec -> WeightSource); None: the
@@ -217,6 +227,9 @@ class Trainer:
         log.info("%s: %s (step %d of %d)", plan.note, self.run_dir, self.step, self.max_steps)
         for note in self._init_notes:
             log.info("%s", note)
+        if self.is_rank_zero:
+            for note in self._resume_notes:
+                log.warning("%s", note)
         try:
             self.callbacks.on_fit_start(self)
             with self._signals.caught():
@@ -265,6 +278,11 @@ class Trainer:
         # optimizer and schedule
         self.optimizer = build_optimizer(r.optim, model)
         self.scheduler = build_scheduler(self.optimizer, r.schedule, max_steps=self.max_steps)
+        from stoker.train.trajectory import trajectory_fingerprint
+
+        self._trajectory = trajectory_fingerprint(
+            r, data=self.data, vocab_size=self.data.vocab_size, max_steps=self.max_steps,
+            world_size=self.env.world_size, device_type=self.device.type)
 
         # callbacks: the recipe's, then the caller's
         built = [build(v) for v in r.callbacks.values()]
@@ -362,18 +380,96 @@ class Trainer:
         if path is None:
             log.info("no committed checkpoint in %s: starting from step 0", plan.resume_from)
             return False
+        # Shapes first (a message naming the tensors), then the trajectory: both before any
+        # state is applied or anything is written.
         shapes = sharded_model_shapes(path)  # None: a full-state checkpoint
         if shapes is not None and dist_utils.is_sharded(self._train_model):
             # shards to shards: each rank reads its slices at this world size (DCP reshards)
             self._check_shapes(shapes, path)
+            self._check_trajectory(path)
             state = self._load_sharded(path)
             self._load_state(state, path, sharded=True)
         else:  # full state, or a sharded checkpoint consolidated in this process
             state = load_checkpoint(path, map_location=self.device,
                                     allow_nonfinite=self.recipe.checkpoint.allow_nonfinite)
+            self._check_shapes(state["model"], path)
+            self._check_trajectory(path)
             self._load_state(state, path)
         log.info("resumed from %s (step %d)", path, self.step)
         return True
+
+    def _check_trajectory(self, path: Path) -> None:
+        """Refuse a resume whose settings differ from the checkpoint's run (see
+        :mod:`stoker.train.trajectory`), note the changes that go ahead, and say when the
+        checkpoint was saved on another machine (float-level drift, not a refusal)."""
+        from stoker.train.checkpoint import load_checkpoint, read_marker
+        from stoker.train.trajectory import (
+            MACHINE,
+            TRAJECTORY,
+            TrajectoryMismatch,
+            change_entry,
+            compare,
+            mismatch_message,
+            read_changes,
+            refused_changes,
+            unknown_allowances,
+        )
+
+        saved = load_checkpoint(path, keys=(TRAJECTORY, MACHINE))
+        marker = read_marker(path) or {}
+        step = int(marker.get("step", 0))
+        owner = path.parent.parent if path.parent.name == CHECKPOINTS_DIR else path.parent
+        branch = owner.resolve() != self.run_dir.resolve()
+        self._machine_note(saved.get(MACHINE), owner, path)
+        recorded = saved.get(TRAJECTORY)
+        if not isinstance(recorded, dict):
+            self._resume_notes.append(
+                f"checkpoint {path} records no trajectory fingerprint (saved by an older "
+                "stoker): resuming without checking that this run's settings match it")
+            return
+        changes = compare(recorded, self._trajectory)
+        allow = list(self.recipe.allow_changes)
+        unknown = unknown_allowances(allow, set(recorded) | set(self._trajectory))
+        if unknown:
+            raise TrajectoryMismatch(
+                f"allow_changes={unknown} names no setting that decides the run's trajectory; "
+                "the keys are those of the checkpoint's record, e.g. optim.lr, "
+                "data.batch_size, trainer.grad_accum, world_size, or a section (optim, "
+                "model, schedule). Fix the name or drop it.")
+        refused = changes if self._strict_resume else refused_changes(changes, allow)
+        if refused and (self._strict_resume or not branch):
+            raise TrajectoryMismatch(
+                mismatch_message(path, step, refused, recorded, self._trajectory), refused)
+        if branch:
+            self._inherited_changes = read_changes(owner)
+            self._change_entry = change_entry(step, path, changes, how="branch")
+        elif changes:
+            how = "free" if not refused_changes(changes, ()) else "allow_changes"
+            self._change_entry = change_entry(step, path, changes, how=how)
+        if changes:
+            self._resume_notes.append(
+                f"resuming {path} (step {step}) with changed settings: "
+                + "; ".join(c.line() for c in changes))
+
+    def _machine_note(self, recorded: Any, owner: Path, path: Path) -> None:
+        """One line when the checkpoint (or its run's env.json) names another machine."""
+        from stoker.artifacts.machine import DRIFT_NOTE, differences, machine_fingerprint
+
+        if not isinstance(recorded, dict):
+            try:
+                recorded = json.loads((owner / "env.json").read_text()).get("machine")
+            except (OSError, ValueError, AttributeError):
+                recorded = None
+        if not isinstance(recorded, dict) or not recorded:
+            return
+        current = machine_fingerprint()
+        if recorded.get("key") == current.get("key"):
+            return
+        diffs = differences(recorded, current)
+        if diffs:
+            self._resume_notes.append(
+                f"resuming {path} on another machine than it was saved on "
+                f"({'; '.join(diffs)}): {DRIFT_NOTE}")
 
     def _load_sharded(self, path: Path) -> dict[str, Any]:
         """A sharded checkpoint straight into this rank's shards; every rank agrees on failure."""
@@ -456,10 +552,20 @@ class Trainer:
         if not self.is_rank_zero:
             return
         run_dir = self.run_dir
-        write_run_files(run_dir, config_yaml=config_yaml(self.config, run_dir), argv=self.argv)
-        if self._init_record is not None:
-            from stoker.atomic import atomic_write_text
+        from stoker.atomic import atomic_write_text
+        from stoker.train.trajectory import CHANGES_FILE, config_notes, read_changes
 
+        entries = self._inherited_changes or read_changes(run_dir)
+        if self._change_entry is not None:
+            entries = [*entries, self._change_entry]
+        text = config_yaml(self.config, run_dir)
+        if entries:  # config.yaml says which of its values did not apply from step 0
+            text = config_notes(entries) + text
+        write_run_files(run_dir, config_yaml=text, argv=self.argv)
+        if self._change_entry is not None or self._inherited_changes:
+            atomic_write_text(run_dir / CHANGES_FILE,
+                              json.dumps({"changes": entries}, indent=2, default=str) + "\n")
+        if self._init_record is not None:
             atomic_write_text(run_dir / INIT_FROM_FILE,
                               json.dumps(self._init_record, indent=2, default=str) + "\n")
         if self.tokenizer is not None and not (run_dir / "tokenizer").exists():
@@ -634,7 +740,9 @@ class Trainer:
         ``sharded``: model and optimizer as this rank holds them (FSDP2 shards, no gather),
         for a sharded checkpoint; otherwise full tensors (FSDP2 gathers them).
         """
+        from stoker.artifacts.machine import machine_fingerprint
         from stoker.train.rng import capture_rng_state
+        from stoker.train.trajectory import MACHINE, TRAJECTORY
 
         if sharded:
             model_state, optim_state = dist_utils.sharded_state(self._train_model, self.optimizer)
@@ -652,6 +760,8 @@ class Trainer:
                         "batch_in_epoch": self._batch_in_epoch, "max_steps": self.max_steps},
             "data": self._data_state(),
             "config": self.config,
+            TRAJECTORY: self._trajectory,  # what a resume must match (train/trajectory.py)
+            MACHINE: machine_fingerprint(),  # where it was saved: drift, not a refusal
         }
 
     def _data_state(self) -> dict[str, Any]:
