@@ -127,6 +127,11 @@ def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     with console_logging(progress):
         try:
             result = trainer.fit()
+            if result.status == "already_finished":  # trained, but was it published?
+                caught_up = publish.catch_up(trainer, result.checkpoint)
+                if caught_up:
+                    result.message += (f"; its model had not reached the registry (the "
+                                       f"publish failed), published now as {caught_up}")
         finally:
             progress.close()
     result.artifact = publish.uri
