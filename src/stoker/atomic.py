@@ -76,6 +76,18 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     fsync_dir(target.parent)
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether a file or directory name is one of stoker's own temp names.
+
+    :func:`atomic_file` writes ``.NAME.XXXXXXXX.tmp`` beside its target, :func:`staged_dir`
+    builds ``.NAME.tmp-PID``, and checkpoints are staged as ``.tmp-...``. Whatever walks a
+    directory another process may be writing into (publishing its files, a resume sweeping
+    what a killed writer left) skips these: they are never content, and they come and go
+    under the walker's feet.
+    """
+    return name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
+
+
 def check_dir_path(path: str | os.PathLike[str], what: str) -> None:
     """Refuse (UserError, exit 2) a directory path that is a file or lies under one.
 
