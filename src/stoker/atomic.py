@@ -88,13 +88,37 @@ def is_temp_name(name: str) -> bool:
     return name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
 
 
+def control_char_problem(path: str, what: str) -> str | None:
+    """Why ``path`` cannot name an output (it holds a control character), or None.
+
+    A newline, tab, escape or other control character (and the Unicode line and paragraph
+    separators) in an output path is almost always a paste or quoting accident, and it
+    breaks every line-oriented record that names the path: the header comment of
+    ``config.yaml`` (whose re-read then failed at publish with a YAML ScannerError),
+    ``command.txt``, logs. So it is refused before anything is created.
+    """
+    import unicodedata
+
+    for i, ch in enumerate(path):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            name = {"\n": "a newline", "\t": "a tab", "\r": "a carriage return"}.get(ch) \
+                or unicodedata.name(ch, "").lower() or f"U+{ord(ch):04X}"
+            return (f"{what} {path!r} holds a control character ({name} at position "
+                    f"{i}); remove it (an output path must be plain printable text)")
+    return None
+
+
 def check_dir_path(path: str | os.PathLike[str], what: str) -> None:
-    """Refuse (UserError, exit 2) a directory path that is a file or lies under one.
+    """Refuse (UserError, exit 2) a directory path that is a file or lies under one, or
+    that holds a control character (:func:`control_char_problem`).
 
     Called before any work, so ``--output-dir notes.txt`` fails at once with a message
     instead of an ``ENOTDIR`` traceback after minutes of work. A missing directory is fine:
     the writer creates it and its parents.
     """
+    problem = control_char_problem(os.fspath(path), what)
+    if problem:
+        raise UserError(problem)
     p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
     for cand in (p, *p.parents):
         if cand.exists() or cand.is_symlink():
