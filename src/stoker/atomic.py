@@ -140,7 +140,7 @@ def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _locked_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
@@ -153,3 +153,72 @@ def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True,
         raise
     if fsync and dir_fsync:
         fsync_dir(path.parent)
+
+
+def _flock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` without waiting; False when it is held by
+    another open file (a live writer) or the file system has no locks."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _locked_temp(path: Path) -> tuple[int, str]:
+    """A new temp file beside ``path`` (``.NAME.XXXXXXXX.tmp``) whose ``flock`` the writer
+    holds until it ends, however it ends (the kernel drops the lock of a killed process).
+
+    That lock is how :func:`remove_stale_temps` tells a temp a dead writer left from one
+    being written now. A sweeper can take a temp for dead in the instant between its
+    creation and its lock; the writer then finds its name gone and makes another.
+    """
+    for _ in range(3):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        if not _flock(fd):
+            return fd, tmp  # no locks on this file system: nothing sweeps it either
+        try:
+            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                return fd, tmp
+        except FileNotFoundError:
+            pass
+        os.close(fd)
+    return fd, tmp  # pragma: no cover - three sweeps in a row: write unlocked
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temp files that killed writers of ``path`` left beside it; returns them.
+
+    An :func:`atomic_file` ended by ``kill -9`` or SIGTERM (no Python cleanup runs) leaves
+    its ``.NAME.XXXXXXXX.tmp``, possibly hundreds of MB, which nothing else would ever
+    remove. A writer that re-creates ``path`` calls this first. Only temps whose writer is
+    gone are removed: each is locked by its live writer (:func:`_locked_temp`), so a
+    concurrent writer's temp is left alone, as is any file whose lock cannot be taken.
+    """
+    import re
+
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")
+    removed: list[Path] = []
+    try:
+        entries = [e for e in os.scandir(path.parent) if pattern.fullmatch(e.name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if _flock(fd) and os.path.samestat(os.fstat(fd), os.stat(entry.path)):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed

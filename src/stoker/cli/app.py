@@ -116,12 +116,17 @@ def print_error(message: str, exc: BaseException | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from stoker.cli.exiting import freeze_gc_at_exit
+    try:
+        from stoker.cli.exiting import freeze_gc_at_exit
 
-    freeze_gc_at_exit()  # first: its handler runs after every other one at exit
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = typer.main.get_command(build_app())
-    sys.exit(run_click(command, args, prog_name="stoker"))
+        freeze_gc_at_exit()  # first: its handler runs after every other one at exit
+        args = list(sys.argv[1:] if argv is None else argv)
+        command = typer.main.get_command(build_app())
+        code = run_click(command, args, prog_name="stoker")
+    except KeyboardInterrupt:  # Ctrl-C while the command loads: no traceback, exit 130
+        print_error("interrupted", None)
+        code = 130
+    sys.exit(code)
 
 
 if __name__ == "__main__":
