@@ -169,7 +169,9 @@ def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None) -
                    "metrics": marker.get("metrics") or {}},
         "run": {"dir": str(run_dir), "name": config.get("name"),
                 "command": _read_text(run_dir / "command.txt"),
-                "git": env.get("git") if isinstance(env, dict) else None},
+                "git": env.get("git") if isinstance(env, dict) else None,
+                "code": env.get("code") if isinstance(env, dict) else None,
+                "stoker": env.get("stoker") if isinstance(env, dict) else None},
         "data": _data_lineage(data.get("path")),
         "recipe": config,
     }

@@ -303,6 +303,7 @@ def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics
         run_id=run.name, recipe=cfg.get("name") or run.parent.name,
         config_hash=config_hash(cfg) if cfg else None, command=command,
         git_commit=git.get("commit"), git_dirty=git.get("dirty"),
+        code_sha256=(env.get("code") or {}).get("sha256"),
     ).model_copy(update={"used_artifacts": used})
     model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
     stage = run / f".stoker-publish-{uuid.uuid4().hex[:8]}"
@@ -320,7 +321,9 @@ def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics
             architecture=(model_cfg.get("architecture") or model_cfg.get("_target_"))
             if model_cfg else None,
             metadata={"run_dir": str(run), "checkpoint": ckpt.name if ckpt else None,
-                      **({"init_from": init} if init else {})},
+                      **({"init_from": init} if init else {}),
+                      # the user's code and stoker's own, told apart (env.json)
+                      **{k: env[k] for k in ("code", "stoker") if k in env}},
             producer=producer,
         )
         saved = art.save(name, registry=registry, mode="copy", aliases=aliases)
