@@ -140,14 +140,17 @@ def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _locked_temp(path)
+    fd, tmp, locked = _locked_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
+            f.flush()  # every byte in the file before it gets its final name
             if fsync:
-                f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if locked:  # renamed while still locked: no sweeper sees an unlocked live temp
+                os.replace(tmp, path)
+        if not locked:  # (where files cannot be renamed while open, there are no flocks)
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -169,7 +172,7 @@ def _flock(fd: int) -> bool:
     return True
 
 
-def _locked_temp(path: Path) -> tuple[int, str]:
+def _locked_temp(path: Path) -> tuple[int, str, bool]:
     """A new temp file beside ``path`` (``.NAME.XXXXXXXX.tmp``) whose ``flock`` the writer
     holds until it ends, however it ends (the kernel drops the lock of a killed process).
 
@@ -179,15 +182,20 @@ def _locked_temp(path: Path) -> tuple[int, str]:
     """
     for _ in range(3):
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-        if not _flock(fd):
-            return fd, tmp  # no locks on this file system: nothing sweeps it either
         try:
-            if os.path.samestat(os.fstat(fd), os.stat(tmp)):
-                return fd, tmp
-        except FileNotFoundError:
-            pass
+            if not _flock(fd):
+                return fd, tmp, False  # no locks on this file system: nothing sweeps it either
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                    return fd, tmp, True
+            except FileNotFoundError:
+                pass
+        except BaseException:  # Ctrl-C before the caller knows of it: leave nothing
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
         os.close(fd)
-    return fd, tmp  # pragma: no cover - three sweeps in a row: write unlocked
+    return fd, tmp, False  # pragma: no cover - three sweeps in a row: write unlocked
 
 
 def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:

@@ -62,14 +62,14 @@ def test_sigint_at_any_moment_exits_130_promptly_and_leaves_nothing(
             proc.communicate()
             pytest.fail(f"pack hung after SIGINT at {i}/{TRIALS} of its duration")
         if proc.returncode == 0:  # it had finished before the signal: a whole archive
-            assert out.is_file()
+            assert out.is_file() and "Traceback" not in err, err
         else:
             interrupted += 1
-            assert proc.returncode == 130, err
+            assert proc.returncode == 130, f"trial {i}: exit {proc.returncode}: {err}"
             assert "Traceback" not in err, err
             assert not out.exists()
         assert _temps(where) == [], f"trial {i}: {_temps(where)}"
-    assert interrupted >= TRIALS // 2, "most signals should land while the pack runs"
+    assert interrupted >= 3, "the signals should land while the pack runs (not a vacuous test)"
 
 
 def test_sigterm_removes_the_temp_and_a_killed_packs_temp_is_removed_next_time(

@@ -126,7 +126,20 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # Ctrl-C while the command loads: no traceback, exit 130
         print_error("interrupted", None)
         code = 130
+    _ignore_interrupts_from_now_on()
     sys.exit(code)
+
+
+def _ignore_interrupts_from_now_on() -> None:
+    """The command is done: a Ctrl-C during the exit handlers and interpreter teardown
+    (still a second or so after a command that used torch) would only print "Exception
+    ignored in atexit callback" with a traceback, or kill the process with SIGINT after
+    its work succeeded. The exit code stays the command's."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":
