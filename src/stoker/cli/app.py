@@ -126,7 +126,8 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:  # Ctrl-C while the command loads: no traceback, exit 130
         print_error("interrupted", None)
         code = 130
-    _ignore_interrupts_from_now_on()
+    if argv is None:  # the `stoker` process itself (not a caller's main([...])) ends here
+        _ignore_interrupts_from_now_on()
     sys.exit(code)
 
 
