@@ -76,13 +76,49 @@ def staged_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
     fsync_dir(target.parent)
 
 
+def is_temp_name(name: str) -> bool:
+    """Whether a file or directory name is one of stoker's own temp names.
+
+    :func:`atomic_file` writes ``.NAME.XXXXXXXX.tmp`` beside its target, :func:`staged_dir`
+    builds ``.NAME.tmp-PID``, and checkpoints are staged as ``.tmp-...``. Whatever walks a
+    directory another process may be writing into (publishing its files, a resume sweeping
+    what a killed writer left) skips these: they are never content, and they come and go
+    under the walker's feet.
+    """
+    return name.startswith(".") and (name.endswith(".tmp") or ".tmp-" in name)
+
+
+def control_char_problem(path: str, what: str) -> str | None:
+    """Why ``path`` cannot name an output (it holds a control character), or None.
+
+    A newline, tab, escape or other control character (and the Unicode line and paragraph
+    separators) in an output path is almost always a paste or quoting accident, and it
+    breaks every line-oriented record that names the path: the header comment of
+    ``config.yaml`` (whose re-read then failed at publish with a YAML ScannerError),
+    ``command.txt``, logs. So it is refused before anything is created.
+    """
+    import unicodedata
+
+    for i, ch in enumerate(path):
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            name = {"\n": "a newline", "\t": "a tab", "\r": "a carriage return"}.get(ch) \
+                or unicodedata.name(ch, "").lower() or f"U+{ord(ch):04X}"
+            return (f"{what} {path!r} holds a control character ({name} at position "
+                    f"{i}); remove it (an output path must be plain printable text)")
+    return None
+
+
 def check_dir_path(path: str | os.PathLike[str], what: str) -> None:
-    """Refuse (UserError, exit 2) a directory path that is a file or lies under one.
+    """Refuse (UserError, exit 2) a directory path that is a file or lies under one, or
+    that holds a control character (:func:`control_char_problem`).
 
     Called before any work, so ``--output-dir notes.txt`` fails at once with a message
     instead of an ``ENOTDIR`` traceback after minutes of work. A missing directory is fine:
     the writer creates it and its parents.
     """
+    problem = control_char_problem(os.fspath(path), what)
+    if problem:
+        raise UserError(problem)
     p = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
     for cand in (p, *p.parents):
         if cand.exists() or cand.is_symlink():
@@ -104,16 +140,93 @@ def atomic_file(path: str | os.PathLike[str], *, fsync: bool = True,
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp, locked = _locked_temp(path)
     try:
         with os.fdopen(fd, "wb") as f:
             yield f
+            f.flush()  # every byte in the file before it gets its final name
             if fsync:
-                f.flush()
                 os.fsync(f.fileno())
-        os.replace(tmp, path)
+            if locked:  # renamed while still locked: no sweeper sees an unlocked live temp
+                os.replace(tmp, path)
+        if not locked:  # (where files cannot be renamed while open, there are no flocks)
+            os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     if fsync and dir_fsync:
         fsync_dir(path.parent)
+
+
+def _flock(fd: int) -> bool:
+    """Take an exclusive ``flock`` on ``fd`` without waiting; False when it is held by
+    another open file (a live writer) or the file system has no locks."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - not POSIX
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        return False
+    return True
+
+
+def _locked_temp(path: Path) -> tuple[int, str, bool]:
+    """A new temp file beside ``path`` (``.NAME.XXXXXXXX.tmp``) whose ``flock`` the writer
+    holds until it ends, however it ends (the kernel drops the lock of a killed process).
+
+    That lock is how :func:`remove_stale_temps` tells a temp a dead writer left from one
+    being written now. A sweeper can take a temp for dead in the instant between its
+    creation and its lock; the writer then finds its name gone and makes another.
+    """
+    for _ in range(3):
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        try:
+            if not _flock(fd):
+                return fd, tmp, False  # no locks on this file system: nothing sweeps it either
+            try:
+                if os.path.samestat(os.fstat(fd), os.stat(tmp)):
+                    return fd, tmp, True
+            except FileNotFoundError:
+                pass
+        except BaseException:  # Ctrl-C before the caller knows of it: leave nothing
+            os.close(fd)
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        os.close(fd)
+    return fd, tmp, False  # pragma: no cover - three sweeps in a row: write unlocked
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temp files that killed writers of ``path`` left beside it; returns them.
+
+    An :func:`atomic_file` ended by ``kill -9`` or SIGTERM (no Python cleanup runs) leaves
+    its ``.NAME.XXXXXXXX.tmp``, possibly hundreds of MB, which nothing else would ever
+    remove. A writer that re-creates ``path`` calls this first. Only temps whose writer is
+    gone are removed: each is locked by its live writer (:func:`_locked_temp`), so a
+    concurrent writer's temp is left alone, as is any file whose lock cannot be taken.
+    """
+    import re
+
+    path = Path(path)
+    pattern = re.compile(re.escape(f".{path.name}.") + r"[a-z0-9_]{8}\.tmp")
+    removed: list[Path] = []
+    try:
+        entries = [e for e in os.scandir(path.parent) if pattern.fullmatch(e.name)]
+    except (FileNotFoundError, NotADirectoryError):
+        return removed
+    for entry in entries:
+        try:
+            fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        except OSError:
+            continue
+        try:
+            if _flock(fd) and os.path.samestat(os.fstat(fd), os.stat(entry.path)):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+    return removed

@@ -416,4 +416,66 @@ MUTATIONS: list[Mutation] = [
               "        pass  # MUTATION: losses never compared\n"),),
         ("tests/train/test_verify.py::test_verify_names_a_tampered_loss",),
     ),
+    Mutation(
+        "failed-publish-not-retried",
+        "a run that trained to the end but failed to publish publishes on the re-run",
+        (Edit("cli/train_cmd.py",
+              'if result.status == "already_finished":  # trained, but was it published?',
+              "if False:  # MUTATION: already finished means published"),),
+        ("tests/train/test_publish_retry.py::test_failed_publish_is_published_by_the_rerun",),
+    ),
+    Mutation(
+        "prepare-workers-outlive-parent",
+        "data prepare workers end with their parent on SIGTERM and kill -9",
+        (Edit("data/prepare_workers.py", '        _die_with_parent(int(ctx["parent"]))\n',
+              "        pass  # MUTATION\n"),),
+        ("tests/data/test_prepare_orphans.py::test_workers_end_with_their_parent",),
+    ),
+    Mutation(
+        "publish-copies-temp-files",
+        "a publish never copies stoker's own temp files (concurrent publishes of one directory)",
+        (Edit("artifacts/manifest.py", "        if _is_own_file(rel):\n",
+              "        if posixpath.basename(rel) == SIDECAR:  # MUTATION\n"),),
+        ("tests/artifacts/test_publish_same_dir.py::"
+         "test_stoker_temp_files_in_a_published_directory_are_not_content",),
+    ),
+    Mutation(
+        "control-chars-in-output-paths",
+        "an output path with a newline or another control character is exit 2 before any write",
+        (Edit("atomic.py", '        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):',
+              "        if False:  # MUTATION"),),
+        ("tests/train/test_output_dir_chars.py::"
+         "test_train_refuses_a_control_character_in_output_dir",
+         "tests/train/test_output_dir_chars.py::test_data_prepare_refuses_a_newline_in_output_dir"),
+    ),
+    Mutation(
+        "pack-keeps-stale-temps",
+        "a pack removes the temp file a killed pack left beside its output",
+        (Edit("package/packing.py", "    remove_stale_temps(out)\n", "    pass  # MUTATION\n"),),
+        ("tests/package/test_pack_interrupts.py::"
+         "test_sigterm_removes_the_temp_and_a_killed_packs_temp_is_removed_next_time",),
+    ),
+    Mutation(
+        "closed-pipe-ends-the-run",
+        "a closed stdout/stderr pipe never costs a run",
+        (Edit("cli/closed_console.py",
+              "            if isinstance(exc, BrokenPipeError) or exc.errno in _CLOSED:",
+              "            if False:  # MUTATION"),),
+        ("tests/train/test_closed_console.py::test_training_goes_on_when_its_output_pipe_closes",),
+    ),
+    Mutation(
+        "export-hf-full-disk-traceback",
+        "export hf on a full disk is exit 1 with a message, not a SafetensorError traceback",
+        (Edit("package/hf_export.py", "        failure = _os_error(exc)\n",
+              "        failure = None  # MUTATION\n"),),
+        ("tests/package/test_export_full_disk.py::test_export_hf_on_a_full_disk",),
+    ),
+    Mutation(
+        "user-code-outside-git-not-hashed",
+        "a project outside git records a content hash of its modules (it changes with them)",
+        (Edit("artifacts/code_version.py", "            files[str(path)] = _sha256_file(path)\n",
+              "            pass  # MUTATION\n"),),
+        ("tests/train/test_code_provenance.py::"
+         "test_a_project_outside_git_records_its_content_not_stokers_checkout",),
+    ),
 ]

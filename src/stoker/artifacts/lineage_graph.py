@@ -59,6 +59,8 @@ def _label(node: LineageNode) -> str:
         bits.append(f"run {p['run_id']}")
     if p.get("git_commit"):
         bits.append(f"git {p['git_commit'][:10]}{'+dirty' if p.get('git_dirty') else ''}")
+    elif p.get("code_sha256"):  # the user's code is in no repository: its content hash
+        bits.append(f"code {p['code_sha256'][:10]}")
     if p.get("config_hash"):
         bits.append(f"config {p['config_hash'][:10]}")
     return ", ".join(bits)

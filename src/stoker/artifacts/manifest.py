@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
+from stoker.atomic import is_temp_name
 from stoker.errors import ArtifactError
 
 CHUNK = 1 << 20
@@ -76,8 +77,19 @@ class VerifyReport:
                 "missing": self.missing, "changed": self.changed, "extra": self.extra}
 
 
+def _is_own_file(rel: str) -> bool:
+    """Stoker's own files inside a published directory, never part of its content: the
+    sidecar (rewritten by every publish of that directory) and any temp file or staged
+    directory of an atomic write. Another process publishing the same directory writes
+    its sidecar's temp file there at any moment; listing it made a concurrent copy fail
+    on a file that had just been renamed away."""
+    parts = rel.split("/")
+    return parts[-1] == SIDECAR or any(is_temp_name(p) for p in parts)
+
+
 def list_files(fs: Any, root: str) -> tuple[list[tuple[str, str]], bool]:
-    """Return ([(relative posix path, full path)], single_file) for a file or directory."""
+    """Return ([(relative posix path, full path)], single_file) for a file or directory,
+    without stoker's own sidecar and temp files (:func:`_is_own_file`)."""
     if not fs.exists(root):
         raise ArtifactError(f"Artifact path does not exist: {root}")
     if fs.isfile(root):
@@ -86,7 +98,7 @@ def list_files(fs: Any, root: str) -> tuple[list[tuple[str, str]], bool]:
     out = []
     for full in sorted(fs.find(base)):
         rel = posixpath.relpath(full, base) if not full.startswith(base + "/") else full[len(base) + 1:]
-        if posixpath.basename(rel) == SIDECAR:
+        if _is_own_file(rel):
             continue
         out.append((rel, full))
     return out, False

@@ -59,8 +59,9 @@ class TrackingInfo(BaseModel):
     recipe: str | None = None
     config_hash: str | None = None
     stoker_version: str | None = None
-    git_commit: str | None = None
+    git_commit: str | None = None  # the user's project's repository, never stoker's checkout
     git_dirty: bool | None = None
+    code_sha256: str | None = None  # the user's code (stoker.artifacts.code_version), git or not
     command: str | None = None
     host: str | None = None
     used_artifacts: list[str] = Field(default_factory=list)

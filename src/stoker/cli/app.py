@@ -117,12 +117,31 @@ def print_error(message: str, exc: BaseException | None) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    from stoker.cli.exiting import freeze_gc_at_exit
+    try:
+        from stoker.cli.exiting import freeze_gc_at_exit
 
-    freeze_gc_at_exit()  # first: its handler runs after every other one at exit
-    args = list(sys.argv[1:] if argv is None else argv)
-    command = typer.main.get_command(build_app())
-    sys.exit(run_click(command, args, prog_name="stoker"))
+        freeze_gc_at_exit()  # first: its handler runs after every other one at exit
+        args = list(sys.argv[1:] if argv is None else argv)
+        command = typer.main.get_command(build_app())
+        code = run_click(command, args, prog_name="stoker")
+    except KeyboardInterrupt:  # Ctrl-C while the command loads: no traceback, exit 130
+        print_error("interrupted", None)
+        code = 130
+    if argv is None:  # the `stoker` process itself (not a caller's main([...])) ends here
+        _ignore_interrupts_from_now_on()
+    sys.exit(code)
+
+
+def _ignore_interrupts_from_now_on() -> None:
+    """The command is done: a Ctrl-C during the exit handlers and interpreter teardown
+    (still a second or so after a command that used torch) would only print "Exception
+    ignored in atexit callback" with a traceback, or kill the process with SIGINT after
+    its work succeeded. The exit code stays the command's."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 if __name__ == "__main__":

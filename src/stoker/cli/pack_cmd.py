@@ -4,10 +4,37 @@ Only typer is imported at module level; the packing code loads inside the comman
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
+
+
+@contextlib.contextmanager
+def _terminate_cleanly() -> Iterator[None]:
+    """SIGTERM during the write ends like Ctrl-C: the archive's temp file is removed
+    (without this the process died with it on disk) and the exit code is 143."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        from stoker.errors import Interrupted
+
+        exc = Interrupted("SIGTERM received: the archive was not written")
+        exc.exit_code = 128 + signum
+        raise exc
+
+    old = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +61,8 @@ def pack_cmd(
         raise ArchiveError(f"--output {output} exists; choose another name or pass --force")
     from stoker.package.packing import pack
 
-    path = pack(checkpoint, output, trust=tuple(trust or ()))
+    with _terminate_cleanly():
+        path = pack(checkpoint, output, trust=tuple(trust or ()))
     typer.echo(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
     if publish:
         from stoker.package.publish import publish_archive

@@ -111,6 +111,7 @@ def compose_train_config(source: str, overrides: list[str], imports: Any = ()) -
 
 def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
     """Train a composed config with a progress display; print the outcome. Returns FitResult."""
+    from stoker.cli.closed_console import guarded_console
     from stoker.cli.train_progress import ProgressCallback, console_logging
     from stoker.config import to_record
     from stoker.package.init_weights import init_weights
@@ -120,18 +121,36 @@ def run_training(cfg: Any, *, argv: list[str], quiet: bool = False) -> Any:
 
     recipe = typed_recipe(cfg)
     resolved = to_record(cfg)  # what the run records: ${oc.env:...} values stay unresolved
-    progress = ProgressCallback(quiet=quiet)
-    publish = PublishModel()  # the trained model goes to the registry at the end of the run
-    trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[publish, progress],
-                      init_weights=init_weights)  # init_from: archives, hf:DIR too
-    with console_logging(progress):
-        try:
-            result = trainer.fit()
-        finally:
-            progress.close()
-    result.artifact = publish.uri
-    if trainer.is_rank_zero:
-        _report(result)
+    trainers: list[Any] = []
+
+    def console_closed(stream: Any) -> None:  # `stoker train ... | head`: train on
+        import logging
+
+        run_dir = getattr(trainers[0], "run_dir", None) if trainers else None
+        where = run_dir / "logs" / "train.log" if run_dir else "the run's logs/train.log"
+        logging.getLogger("stoker.train").warning(
+            "%s was closed (its reader went away); training goes on and its output "
+            "continues in %s", stream.name, where)
+
+    with guarded_console(console_closed):  # a closed pipe never costs the run
+        progress = ProgressCallback(quiet=quiet)  # writes to the guarded stderr
+        publish = PublishModel()  # the trained model goes to the registry at the end
+        trainer = Trainer(recipe, config=resolved, argv=argv, callbacks=[publish, progress],
+                          init_weights=init_weights)  # init_from: archives, hf:DIR too
+        trainers.append(trainer)
+        with console_logging(progress):
+            try:
+                result = trainer.fit()
+                if result.status == "already_finished":  # trained, but was it published?
+                    caught_up = publish.catch_up(trainer, result.checkpoint)
+                    if caught_up:
+                        result.message += (f"; its model had not reached the registry (the "
+                                           f"publish failed), published now as {caught_up}")
+            finally:
+                progress.close()
+        result.artifact = publish.uri
+        if trainer.is_rank_zero:
+            _report(result)
     return result
 
 

@@ -62,8 +62,16 @@ class ProgressCallback(Callback):
             self._progress.update(self._task, completed=step, info=info)
         elif step % trainer.recipe.trainer.log_every == 0 or step == trainer.max_steps:
             # a logging step (the trainer adds the global numbers there)
-            self.stream.write(f"step {step}/{trainer.max_steps}  {_fmt(metrics)}\n")
+            line = f"step {step}/{trainer.max_steps}  {_fmt(metrics)}"
+            if self._console_closed():  # `| head` went away: the run's log file has them
+                logging.getLogger("stoker.train").info("%s", line)
+                return
+            self.stream.write(line + "\n")
             self.stream.flush()
+
+    def _console_closed(self) -> bool:
+        """Whether the stream's reader went away (:mod:`stoker.cli.closed_console`)."""
+        return bool(getattr(self.stream, "closed_by_reader", False))
 
     def on_eval_end(self, trainer: Any, step: int, metrics: dict[str, float]) -> None:
         if not trainer.is_rank_zero or self.quiet:
@@ -75,7 +83,7 @@ class ProgressCallback(Callback):
         the bar's line or leaves a stale copy of the bar), else on the stream."""
         if self._progress is not None:
             self._progress.console.print(line, markup=False, highlight=False, soft_wrap=True)
-        else:
+        elif not self._console_closed():  # else dropped: notes are log records already
             self.stream.write(line + "\n")
             self.stream.flush()
 

@@ -30,7 +30,34 @@ if TYPE_CHECKING:  # pragma: no cover
 _W: dict[str, Any] = {}
 
 
+def _die_with_parent(parent: int) -> None:
+    """End this worker when the prepare that started it dies, however it dies.
+
+    SIGINT reaches the whole foreground process group and the pool shuts down, but SIGTERM
+    or ``kill -9`` of the parent alone left every worker running as an orphan (dozens of
+    ~50 MB processes, found alive 20 minutes later). On Linux the kernel sends the worker
+    SIGKILL when its parent exits (``PR_SET_PDEATHSIG``; the pool forks its workers from
+    the thread that runs the prepare, which lives as long as the pool). SIGKILL, not
+    SIGTERM: a forked worker inherits the parent's Python signal handlers, and a unit cut
+    short loses nothing (shards are written atomically and a resume removes their temp
+    files). A parent already gone before the call is caught by the ``getppid`` check.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(1, int(signal.SIGKILL), 0, 0, 0)  # 1 = PR_SET_PDEATHSIG
+        except (OSError, AttributeError):  # no libc prctl: the getppid check still runs
+            pass
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 def _worker_init(ctx: dict[str, Any]) -> None:
+    if ctx.get("parent"):
+        _die_with_parent(int(ctx["parent"]))
     os.environ.setdefault("RAYON_NUM_THREADS", str(ctx.get("threads", 1)))
     os.environ["TOKENIZERS_PARALLELISM"] = "true" if ctx.get("threads", 1) > 1 else "false"
     from stoker.data.tokenizers import load_tokenizer
@@ -239,7 +266,8 @@ class Pool:
             method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
             self.ex = ProcessPoolExecutor(
                 nproc, mp_context=mp.get_context(method), initializer=_worker_init,
-                initargs=({"sources": [s.__dict__ for s in sources], "threads": 1},))
+                initargs=({"sources": [s.__dict__ for s in sources], "threads": 1,
+                           "parent": os.getpid()},))
         self.nproc = nproc
 
     def close(self, cancel: bool = False) -> None:

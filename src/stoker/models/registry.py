@@ -182,6 +182,8 @@ def validation_problems(exc: ValidationError, path: str = "model") -> list[Confi
         msg = err["msg"]
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {err['loc'][-1]!r}"
+        elif err["type"] == "value_error":  # a validator's own message, without pydantic's tag
+            msg = msg.removeprefix("Value error, ")
         problems.append(ConfigProblem(loc, msg))
     return problems
 

@@ -81,7 +81,11 @@ class ArchiveWriter:
         self._members: dict[str, dict[str, Any]] = {}
         self._cm = atomic_file(self.path)
         self._f: BinaryIO = self._cm.__enter__()
-        self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.PAX_FORMAT)
+        try:
+            self._tar = tarfile.open(fileobj=self._f, mode="w", format=tarfile.PAX_FORMAT)
+        except BaseException as exc:  # Ctrl-C here: no __exit__ would remove the temp file
+            self._cm.__exit__(type(exc), exc, exc.__traceback__)
+            raise
 
     def _info(self, name: str, size: int) -> tarfile.TarInfo:
         name = _check_name(name, str(self.path))

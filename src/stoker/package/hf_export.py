@@ -15,7 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from stoker.errors import UserError
+from stoker.errors import UserError, write_failure
 
 __all__ = ["export_hf", "hf_tokenizer"]
 
@@ -65,8 +65,11 @@ def export_hf(source: str, output: str | os.PathLike[str], *,
         hf_model.config.eos_token_id = eos
         hf_model.generation_config.eos_token_id = eos
         hf_model.generation_config.pad_token_id = eos
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    except OSError as exc:
+        raise write_failure(exc, f"the Hugging Face directory {out}") from exc
     try:
         hf_model.save_pretrained(stage, safe_serialization=True)
         if tok is not None:
@@ -77,7 +80,30 @@ def export_hf(source: str, output: str | os.PathLike[str], *,
         if out.exists():
             shutil.rmtree(out)
         os.replace(stage, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(stage, ignore_errors=True)
+        failure = _os_error(exc)
+        if failure is not None:  # a full disk: a message and exit 1, not a traceback
+            raise write_failure(failure, f"the Hugging Face directory {out}") from exc
         raise
     return out
+
+
+def _os_error(exc: BaseException) -> OSError | None:
+    """The file system error behind ``exc``, if it is one.
+
+    safetensors reports a failed write as ``SafetensorError("Error while serializing: I/O
+    error: No space left on device (os error 28)")``, an exception that is no ``OSError``;
+    its errno is read back from the message so it reads like any other full disk."""
+    import errno as _errno
+    import re
+
+    if isinstance(exc, OSError):
+        return exc
+    if type(exc).__name__ == "SafetensorError":
+        found = re.search(r"\(os error (\d+)\)", str(exc))
+        if found:
+            code = int(found.group(1))
+            return OSError(code, os.strerror(code))
+        return OSError(_errno.EIO, str(exc))
+    return None

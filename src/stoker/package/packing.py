@@ -69,9 +69,14 @@ def write_archive(
     from stoker import __version__
     from stoker.train.checkpoint.tensors import safetensors_parts
 
+    from stoker.atomic import remove_stale_temps
+
     out = Path(output)
     if out.is_dir():
         raise ArchiveError(f"--output {out} is a directory; give a file name like model.stoker")
+    # a pack killed mid-write (kill -9, SIGTERM) left its temp file here: it is this
+    # archive's, and no one else will ever remove it (a live pack's temp is locked, kept)
+    remove_stale_temps(out)
     weights, tied = _dedupe(state_dict)
     files: list[tuple[str, Path]] = []
 
@@ -169,7 +174,9 @@ def pack(source: str, output: str | os.PathLike[str], *, registry: Any = None,
                    "metrics": marker.get("metrics") or {}},
         "run": {"dir": str(run_dir), "name": config.get("name"),
                 "command": _read_text(run_dir / "command.txt"),
-                "git": env.get("git") if isinstance(env, dict) else None},
+                "git": env.get("git") if isinstance(env, dict) else None,
+                "code": env.get("code") if isinstance(env, dict) else None,
+                "stoker": env.get("stoker") if isinstance(env, dict) else None},
         "data": _data_lineage(data.get("path")),
         "recipe": config,
     }

@@ -11,7 +11,11 @@ tracker links the model too.
   :class:`~stoker.artifacts.types.ModelArtifact` whose producer records the data artifact it
   trained on. The published directory holds ``checkpoint/`` (the committed step directory
   as the trainer wrote it), ``config.yaml`` and ``env.json`` of the run.
-- :class:`PublishModel`: calls it when a run finished or was stopped (not when paused).
+- :class:`PublishModel`: calls it when a run finished or was stopped (not when paused),
+  and records what it published in the run's ``published.json``. A run that finished
+  training but whose publish failed (a full registry disk) is published by
+  :meth:`PublishModel.catch_up` when the same command is run again, instead of the re-run
+  saying "already finished" over a model that never reached the registry.
 """
 from __future__ import annotations
 
@@ -36,9 +40,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from stoker.artifacts.types import ModelArtifact
     from stoker.train.view import TrainerView
 
-__all__ = ["PublishModel", "register_trained_model"]
+__all__ = ["PUBLISHED_FILE", "PublishModel", "published_uri", "register_trained_model"]
 
 log = logging.getLogger("stoker.train")
+
+# The run's record of its published models: [{"registry", "checkpoint", "uri"}, ...]
+PUBLISHED_FILE = "published.json"
 
 
 class PublishModel(Callback):
@@ -60,13 +67,106 @@ class PublishModel(Callback):
         ended = trainer.should_stop or trainer.step >= trainer.max_steps
         if not (ended and trainer.is_rank_zero and trainer.recipe.register_artifact):
             return
+        self._publish(trainer, trainer.step, {**trainer.last_metrics, **trainer.last_eval})
+
+    def catch_up(self, trainer: TrainerView, checkpoint: Path | None) -> str | None:
+        """Publish a finished run's final checkpoint if it never reached the registry.
+
+        Called by what starts a run when the trainer said "already finished": the previous
+        run trained to the end and then failed to publish (a full registry disk, a registry
+        that was down), so its model would otherwise be lost without a word. Returns the
+        ``art://`` URI published now, or None when there was nothing to do (publishing
+        off, not rank 0, no checkpoint, or already published to this registry).
+        """
+        if not (trainer.is_rank_zero and trainer.recipe.register_artifact) or checkpoint is None:
+            return None
+        from stoker.artifacts.registry import resolve_registry
+
+        registry = resolve_registry(self.registry)
+        found = published_uri(trainer.run_dir, trainer.recipe.name, checkpoint.name, registry)
+        if found is not None:
+            self.uri = found
+            return None
+        step = trainer.step
+        metrics: dict[str, float] = {}
+        if trainer.checkpoints is not None:
+            for info in trainer.checkpoints.infos():
+                if info.path.name == checkpoint.name:
+                    step, metrics = info.step, dict(info.metrics)
+        log.info("run in %s finished at step %d but its model was never published; "
+                 "publishing it now", trainer.run_dir, step)
+        self.registry = registry
+        self._publish(trainer, step, metrics)
+        return self.uri
+
+    def _publish(self, trainer: TrainerView, step: int, metrics: dict[str, float]) -> None:
         art = register_trained_model(
-            trainer.run_dir, trainer.recipe.name, step=trainer.step,
-            metrics={**trainer.last_metrics, **trainer.last_eval},
+            trainer.run_dir, trainer.recipe.name, step=step, metrics=metrics,
             data_path=_data_input(trainer), registry=self.registry,
         )
         self.uri = getattr(art, "uri", None) or str(art)
         log.info("registered model artifact %s", self.uri)
+        checkpoint = (getattr(art, "metadata", None) or {}).get("checkpoint")
+        _record_published(trainer.run_dir, self.registry, checkpoint, self.uri)
+
+
+def _registry_url(registry: Any) -> str:
+    """The registry's identity in ``published.json`` (its URL, else its repr)."""
+    from stoker.artifacts.registry import resolve_registry
+
+    reg = resolve_registry(registry)
+    return str(getattr(reg, "url", None) or repr(reg))
+
+
+def _read_published(run_dir: Path) -> list[dict[str, Any]]:
+    """The entries of ``published.json`` ([] when absent or unreadable: then the registry
+    itself is asked, see :func:`published_uri`)."""
+    try:
+        data = json.loads((Path(run_dir) / PUBLISHED_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return []
+    return [e for e in data if isinstance(e, dict)] if isinstance(data, list) else []
+
+
+def _record_published(run_dir: Path, registry: Any, checkpoint: str | None, uri: str) -> None:
+    """Add this publish to ``published.json`` (atomically). A record that cannot be written
+    costs nothing but a registry lookup on the next re-run, so it is a warning."""
+    from stoker.atomic import atomic_write_text
+
+    entries = _read_published(run_dir)
+    entries.append({"registry": _registry_url(registry), "checkpoint": checkpoint, "uri": uri})
+    try:
+        atomic_write_text(Path(run_dir) / PUBLISHED_FILE, json.dumps(entries, indent=2) + "\n")
+    except OSError as exc:
+        log.warning("could not record the publish of %s in %s: %s", uri, run_dir, exc)
+
+
+def published_uri(run_dir: str | Path, name: str, checkpoint: str,
+                  registry: Any = None) -> str | None:
+    """The ``art://`` URI under which ``checkpoint`` of ``run_dir`` was published as
+    ``name`` to ``registry``, or None when it never was (or that version was removed).
+
+    ``published.json`` answers first; without an entry (a run published before that record
+    existed, or whose record could not be written) the registry's versions of ``name`` are
+    searched for one made from this run directory and checkpoint.
+    """
+    run = Path(run_dir).resolve()
+    url = _registry_url(registry)
+    for entry in _read_published(run):
+        if entry.get("registry") == url and entry.get("checkpoint") == checkpoint:
+            return str(entry.get("uri"))
+    from stoker.artifacts.registry import resolve_registry
+
+    try:
+        versions = resolve_registry(registry).versions(name)
+    except (ArtifactError, RegistryError, OSError):
+        return None  # unreadable: publishing will say what is wrong with the registry
+    for v in reversed(versions):
+        meta = (v.artifact or {}).get("metadata") or {}
+        if not v.deleted and meta.get("run_dir") == str(run) \
+                and meta.get("checkpoint") == checkpoint:
+            return v.uri
+    return None
 
 
 def _data_input(trainer: TrainerView) -> str | None:
@@ -203,6 +303,7 @@ def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics
         run_id=run.name, recipe=cfg.get("name") or run.parent.name,
         config_hash=config_hash(cfg) if cfg else None, command=command,
         git_commit=git.get("commit"), git_dirty=git.get("dirty"),
+        code_sha256=(env.get("code") or {}).get("sha256"),
     ).model_copy(update={"used_artifacts": used})
     model_cfg = cfg.get("model") if isinstance(cfg.get("model"), dict) else {}
     stage = run / f".stoker-publish-{uuid.uuid4().hex[:8]}"
@@ -220,7 +321,9 @@ def register_trained_model(run_dir: str | Path, name: str, *, step: int, metrics
             architecture=(model_cfg.get("architecture") or model_cfg.get("_target_"))
             if model_cfg else None,
             metadata={"run_dir": str(run), "checkpoint": ckpt.name if ckpt else None,
-                      **({"init_from": init} if init else {})},
+                      **({"init_from": init} if init else {}),
+                      # the user's code and stoker's own, told apart (env.json)
+                      **{k: env[k] for k in ("code", "stoker") if k in env}},
             producer=producer,
         )
         saved = art.save(name, registry=registry, mode="copy", aliases=aliases)

@@ -379,6 +379,18 @@ class TrainRecipe(_Strict):
     def _init_from_path(cls, v: Any) -> Any:
         return InitFromConfig(path=v) if isinstance(v, str) else v
 
+    @field_validator("output_dir")
+    @classmethod
+    def _printable_output_dir(cls, v: str | None) -> str | None:
+        """A control character in output_dir is refused with the other config problems
+        (exit 2, before anything is created; see :func:`stoker.atomic.control_char_problem`)."""
+        from stoker.atomic import control_char_problem
+
+        problem = control_char_problem(v, "output_dir") if v else None
+        if problem:
+            raise ValueError(problem)
+        return v
+
     @model_validator(mode="after")
     def _cross_checks(self) -> TrainRecipe:
         if not self.losses:

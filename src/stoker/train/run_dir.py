@@ -129,25 +129,19 @@ def plan_run_dir(*, name: str, output_dir: str | None, resume: str) -> RunPlan:
     return RunPlan(_fresh_dir(base / _timestamp()), None, "new run", auto_named=True)
 
 
-def _git_info(cwd: Path) -> dict[str, Any]:
-    """Commit and dirty flag of the code's repository: the working directory's checkout,
-    else the one stoker itself runs from (all None outside git)."""
-    from stoker.track.run import git_info
+def environment_info(config: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Versions that decide whether a run can be reproduced bit for bit.
 
-    src = Path(__file__).resolve().parents[3]
-    for where in (cwd, src):
-        commit, dirty = git_info(str(where))
-        if commit is not None:
-            return {"commit": commit, "dirty": dirty, "root": str(where)}
-    return {"commit": None, "dirty": None, "root": None}
-
-
-def environment_info() -> dict[str, Any]:
-    """Versions that decide whether a run can be reproduced bit for bit."""
+    ``code`` is the user's code (:mod:`stoker.artifacts.code_version`: the repositories of
+    the working directory and of the modules ``config`` loads, content hashes of their
+    files outside any repository), ``git`` the main one of those repositories (all None
+    when there is none: stoker's own checkout is never "the code"), and ``stoker`` is
+    stoker's own version and checkout."""
     import importlib.metadata as md
 
     import torch
 
+    from stoker.artifacts.code_version import code_info, primary_git, stoker_info
     from stoker.artifacts.machine import machine_fingerprint
 
     def ver(pkg: str) -> str | None:
@@ -156,6 +150,7 @@ def environment_info() -> dict[str, Any]:
         except md.PackageNotFoundError:
             return None
 
+    code = code_info(Path.cwd(), config)
     return {
         "python": sys.version.split()[0],
         "platform": platform.platform(),
@@ -166,7 +161,9 @@ def environment_info() -> dict[str, Any]:
         "cuda_devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "git": _git_info(Path.cwd()),
+        "git": primary_git(code, Path.cwd()),
+        "code": code,
+        "stoker": stoker_info(),
         "machine": machine_fingerprint(),
         "hostname": platform.node(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -179,7 +176,11 @@ def write_run_files(run_dir: Path, *, config_yaml: str, argv: list[str]) -> None
     (run_dir / "logs").mkdir(exist_ok=True)
     atomic_write_text(run_dir / "config.yaml", config_yaml)
     atomic_write_text(run_dir / "command.txt", shlex.join(mask_argv(argv)) + "\n")
-    atomic_write_text(run_dir / "env.json", json.dumps(environment_info(), indent=2) + "\n")
+    import yaml
+
+    record = yaml.safe_load(config_yaml)  # the run's record: which user modules it loads
+    env = environment_info(record if isinstance(record, dict) else None)
+    atomic_write_text(run_dir / "env.json", json.dumps(env, indent=2) + "\n")
 
 
 def config_yaml(config: dict[str, Any], run_dir: Path) -> str:
