@@ -436,7 +436,8 @@ class Trainer:
                 "the keys are those of the checkpoint's record, e.g. optim.lr, "
                 "data.batch_size, trainer.grad_accum, world_size, or a section (optim, "
                 "model, schedule). Fix the name or drop it.")
-        refused = changes if self._strict_resume else refused_changes(changes, allow)
+        refused = changes if self._strict_resume else refused_changes(
+            changes, allow, recorded=recorded, current=self._trajectory)
         if refused and (self._strict_resume or not branch):
             raise TrajectoryMismatch(
                 mismatch_message(path, step, refused, recorded, self._trajectory), refused)
@@ -444,7 +445,8 @@ class Trainer:
             self._inherited_changes = read_changes(owner)
             self._change_entry = change_entry(step, path, changes, how="branch")
         elif changes:
-            how = "free" if not refused_changes(changes, ()) else "allow_changes"
+            how = "free" if not refused_changes(changes, (), recorded=recorded,
+                                                 current=self._trajectory) else "allow_changes"
             self._change_entry = change_entry(step, path, changes, how=how)
         if changes:
             self._resume_notes.append(

@@ -187,11 +187,31 @@ def unknown_allowances(allow: Iterable[str], keys: Iterable[str]) -> list[str]:
     return [a for a in allow if not any(_allows(a, k) for k in keys)]
 
 
-def refused_changes(changes: Sequence[Change], allow: Iterable[str]) -> list[Change]:
-    """The changes a resume in place must refuse: not free, not named by ``allow``."""
+def refused_changes(changes: Sequence[Change], allow: Iterable[str], *,
+                    recorded: Mapping[str, Any] | None = None,
+                    current: Mapping[str, Any] | None = None) -> list[Change]:
+    """The changes a resume in place must refuse: not free, not named by ``allow``.
+
+    Given both fingerprints, a resume at another number of processes that keeps the global
+    batch (2 processes x 4 -> 1 x 8) is free: the same samples make each optimizer step, so
+    it is the same run split differently (an elastic resume), not another one."""
     allow = list(allow)
-    return [c for c in changes if c.key not in FREE_KEYS
+    free = set(FREE_KEYS)
+    if recorded is not None and current is not None and _resplit(recorded, current):
+        free |= RESPLIT_KEYS
+    return [c for c in changes if c.key not in free
             and (c.key in NOT_IN_PLACE or not any(_allows(a, c.key) for a in allow))]
+
+
+# The keys a resume may change together when only the split of one global batch over the
+# processes changes (see :func:`refused_changes`).
+RESPLIT_KEYS = frozenset({"data.batch_size", "world_size"})
+
+
+def _resplit(recorded: Mapping[str, Any], current: Mapping[str, Any]) -> bool:
+    gb_old, gb_new = global_batch(recorded), global_batch(current)
+    return (gb_old is not None and gb_old == gb_new
+            and recorded.get("world_size") != current.get("world_size"))
 
 
 def global_batch(fp: Mapping[str, Any]) -> int | None:
