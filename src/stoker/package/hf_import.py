@@ -71,9 +71,13 @@ def _check_dims(raw: dict[str, Any], d: Path) -> None:
     if not problems:
         heads, kv = raw["num_attention_heads"], raw.get("num_key_value_heads") or \
             raw["num_attention_heads"]
-        if raw.get("head_dim") is None and raw["hidden_size"] % heads:
+        hidden, head_dim = raw["hidden_size"], raw.get("head_dim")
+        if head_dim is None and hidden % heads:
             problems.append(f"num_attention_heads={heads} does not divide "
-                            f"hidden_size={raw['hidden_size']}")
+                            f"hidden_size={hidden}")
+        elif head_dim is not None and head_dim * heads != hidden:
+            problems.append(f"num_attention_heads={heads} * head_dim={head_dim} != "
+                            f"hidden_size={hidden} (stoker's GPT needs them equal)")
         if heads % kv:
             problems.append(f"num_key_value_heads={kv} does not divide "
                             f"num_attention_heads={heads}")

@@ -92,14 +92,23 @@ def _localize(tree: Any, reader: ArchiveReader, digest: str) -> Any:
     return tree
 
 
-def _tokenizer(reader: ArchiveReader, prefix: str | None) -> Any | None:
+def _tokenizer(reader: ArchiveReader, prefix: str | None, path: Any) -> Any | None:
+    """The tokenizer under ``prefix/``; a bad one is an ArchiveError naming the member."""
     if not prefix:
         return None
     from stoker.data.tokenizers import load_tokenizer
+    from stoker.errors import DataError
 
+    if not isinstance(prefix, str) or not reader.names(prefix + "/"):
+        raise ArchiveError(f"{path}: config.json names tokenizer {prefix!r}, but the archive "
+                           "has no members under it")
     with tempfile.TemporaryDirectory(prefix="stoker-restore-") as tmp:
         reader.extract(prefix, tmp)
-        return load_tokenizer(tmp)
+        try:
+            return load_tokenizer(tmp)
+        except DataError as e:  # said of the members, not of the private temp copy
+            said = str(e).replace(str(Path(tmp).resolve()), prefix).replace(tmp, prefix)
+            raise ArchiveError(f"{path}: its tokenizer is unusable: {said}") from None
 
 
 def _read_weights(reader: ArchiveReader, config: dict[str, Any], path: Any) -> dict[str, Any]:
@@ -150,7 +159,7 @@ def load_weights(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[
         digest = reader.manifest_sha256[:16]
         config = _localize(config, reader, digest)
         state = _read_weights(reader, config, path)
-        tok = _tokenizer(reader, config.get("tokenizer"))
+        tok = _tokenizer(reader, config.get("tokenizer"), path)
         lineage = reader.read_json("lineage.json") if "lineage.json" in reader.entries else {}
     return ArchiveContents(config, state, tok, lineage if isinstance(lineage, dict) else {},
                            digest)
