@@ -164,14 +164,23 @@ def _llama_config(raw: dict[str, Any], d: Path) -> Any:
     from stoker.models.hf import _transformers, llama_config_to_gpt
 
     where = d / "config.json"
+    invalid: tuple[type[BaseException], ...] = (TypeError, ValueError, KeyError,
+                                                AttributeError, ArithmeticError)
+    try:  # transformers' configs validate fields with huggingface_hub's strict dataclasses
+        from huggingface_hub.errors import StrictDataclassError
+
+        invalid += (StrictDataclassError,)
+    except ImportError:
+        pass
+    transformers = _transformers()
     try:
-        hf_cfg = _transformers().LlamaConfig.from_dict(raw)
-    except (TypeError, ValueError, KeyError, AttributeError, ArithmeticError) as e:
+        hf_cfg = transformers.LlamaConfig.from_dict(raw)
+    except invalid as e:
         raise UserError(f"{where}: not a valid Llama config ({type(e).__name__}: {e})") \
             from None
     try:
         return llama_config_to_gpt(hf_cfg)
-    except (ValidationError, TypeError, ValueError, ArithmeticError) as e:
+    except (ValidationError, *invalid) as e:
         raise UserError(f"{where}: cannot be converted to a stoker GPT: {e}") from None
 
 
