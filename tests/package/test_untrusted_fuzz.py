@@ -27,12 +27,12 @@ from typing import Any
 
 import pytest
 from crafted import members, resign, safetensors_parts, tiny_archive, write_tar
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from stoker.errors import StokerError
 
-EXAMPLES = int(os.environ.get("STOKER_FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("STOKER_FUZZ_EXAMPLES", "20"))
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])
@@ -86,8 +86,9 @@ def _outcome(fn: Any, *args: Any) -> None:
     try:
         with bounded():
             fn(*args)
-    except StokerError:
-        pass
+        event("accepted")
+    except StokerError as e:
+        event(f"refused: {type(e).__name__}")
     assert not _opened_outside, f"read outside the container: {_opened_outside}"
 
 
@@ -167,13 +168,20 @@ def safetensors_edit(draw: Any, blob: bytes, outside: Path) -> bytes:
 
 
 # ------------------------------------------------------------------------ archives
+class Base(dict):
+    """The valid archive the cases start from (a short repr keeps failure reports short)."""
+
+    def __repr__(self) -> str:
+        return f"<valid archive {self['archive']}>"
+
+
 @pytest.fixture(scope="module")
-def base(tmp_path_factory: pytest.TempPathFactory, outside: Path) -> dict[str, Any]:
+def base(tmp_path_factory: pytest.TempPathFactory, outside: Path) -> Base:
     root = tmp_path_factory.mktemp("fuzz")
     arch = tiny_archive(root / "ok.stoker")
     data = members(arch)
     (outside / "tokenizer.json").write_bytes(data["tokenizer/tokenizer.json"])  # valid bait
-    return {"root": root, "archive": arch, "members": data}
+    return Base(root=root, archive=arch, members=data)
 
 
 JSON_MEMBERS = ["config.json", "lineage.json", "tokenizer/stoker_tokenizer.json",

@@ -130,9 +130,35 @@ def _read_weights(reader: ArchiveReader, config: dict[str, Any], path: Any) -> d
     return state
 
 
+# config.json's top-level keys and the JSON types each may hold (None: absent or null)
+_CONFIG_SHAPE: dict[str, tuple[type, ...]] = {
+    "weights": (str,), "tied": (dict, type(None)), "tokenizer": (str, type(None)),
+    "imports": (list, type(None)), "eval": (dict, type(None)), "format": (str, type(None)),
+}
+
+
+def _config_shape(config: Any, path: Any) -> dict[str, Any]:
+    """config.json as a JSON object of the shape pack writes, or an ArchiveError naming the
+    key, before any of it is used."""
+    if not isinstance(config, dict):
+        raise ArchiveError(f"{path}: config.json is not a JSON object")
+    for key, types in _CONFIG_SHAPE.items():
+        if key in config and not isinstance(config[key], types):
+            raise ArchiveError(f"{path}: config.json's {key!r} is "
+                               f"{type(config[key]).__name__} {config[key]!r}, expected "
+                               f"{' or '.join(t.__name__ for t in types)}")
+    tied = config.get("tied") or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
+        raise ArchiveError(f"{path}: config.json's 'tied' must map tensor names to tensor "
+                           f"names, got {tied!r}")
+    if not all(isinstance(m, str) for m in config.get("imports") or []):
+        raise ArchiveError(f"{path}: config.json's 'imports' must be module names")
+    return config
+
+
 def _checked_config(reader: ArchiveReader, trust: Any, path: Any) -> dict[str, Any]:
-    config = reader.read_json("config.json")
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+    config = _config_shape(reader.read_json("config.json"), path)
+    if not isinstance(config.get("model"), dict):
         raise ArchiveError(f"{path}: config.json has no model section")
     check_targets(config, trust, source=f"archive {path}")
     return config
@@ -145,9 +171,7 @@ def archive_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Any], di
     against a trust list, no file is extracted, the tokenizer is not loaded.
     """
     with ArchiveReader(path) as reader:
-        config = reader.read_json("config.json")
-        if not isinstance(config, dict):
-            raise ArchiveError(f"{path}: config.json is not a JSON object")
+        config = _config_shape(reader.read_json("config.json"), path)
         return _read_weights(reader, config, path), config, reader.manifest_sha256
 
 
