@@ -3,6 +3,7 @@ directories, and the ways to spoil them (members changed and re-signed, GNU spar
 members, safetensors headers rewritten), plus running a command under a memory limit."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -12,6 +13,7 @@ import struct
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +160,30 @@ def run_limited(*args: str, limit_bytes: int = 3 << 29, cwd: Path | None = None,
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     return subprocess.run([STOKER, *args], capture_output=True, text=True, cwd=cwd, env=env,
                           preexec_fn=cap, timeout=timeout)
+
+
+_watched: list[tuple[str, list[str]]] = []
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if event == "open" and _watched and isinstance(args[0], (str, bytes, os.PathLike)):
+        p = os.fsdecode(args[0])
+        for root, seen in _watched:
+            if p == root or p.startswith(root + os.sep):
+                seen.append(p)
+
+
+@contextlib.contextmanager
+def opened_under(root: Path) -> Iterator[list[str]]:
+    """The files this process opens under ``root`` while the block runs (an audit hook:
+    Python's own record of every open, so a read outside cannot hide behind an error
+    raised afterwards)."""
+    if not getattr(opened_under, "hooked", False):
+        sys.addaudithook(_audit)  # permanent, and idle while nothing is watched
+        opened_under.hooked = True  # type: ignore[attr-defined]
+    entry: tuple[str, list[str]] = (str(root), [])
+    _watched.append(entry)
+    try:
+        yield entry[1]
+    finally:
+        _watched.remove(entry)

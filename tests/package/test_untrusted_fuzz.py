@@ -224,7 +224,7 @@ def test_malformed_safetensors_are_damaged_file_or_tensors(base: dict[str, Any],
     blob = data.draw(safetensors_edit(base["members"]["weights.safetensors"], outside))
     try:
         with bounded():
-            out = parse_safetensors(Path("fuzz"), "w.safetensors", blob)
+            out = parse_safetensors(Path("fuzz"), "w.safetensors", bytearray(blob))
     except DamagedFile:
         return
     # accepted: every tensor lies in the file and none share bytes

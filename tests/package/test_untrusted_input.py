@@ -12,6 +12,7 @@ import pytest
 from crafted import (
     hf_dir,
     members,
+    opened_under,
     overlapping,
     resign,
     run_limited,
@@ -31,11 +32,15 @@ def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tiny_archive(tmp_path_factory.mktemp("untrusted") / "ok.stoker")
 
 
-def _refused(path: Path, expect: str, *, eval_too: bool = False) -> None:
-    """Refused by `stoker.restore` (ArchiveError) and by the CLI (exit 2, no traceback)."""
-    with pytest.raises(ArchiveError, match=expect):
+def _refused(path: Path, expect: str, *, eval_too: bool = False,
+             outside: Path | None = None, cli: bool = True) -> None:
+    """Refused by `stoker.restore` (ArchiveError; nothing opened under ``outside``) and by
+    the CLI (exit 2, no traceback)."""
+    with opened_under(outside or path.with_suffix(".nowhere")) as opened, \
+            pytest.raises(ArchiveError, match=expect):
         restore(path)
-    commands = [["generate", "text", "--checkpoint", str(path), "-n", "2"]]
+    assert not opened, f"read outside {path}: {opened}"
+    commands = [["generate", "text", "--checkpoint", str(path), "-n", "2"]] if cli else []
     if eval_too:
         commands.append(["eval", str(path), "--batches", "1"])
     for args in commands:
@@ -93,7 +98,8 @@ def test_tokenizer_marker_cannot_read_outside_the_archive(archive: Path, tmp_pat
         "nofile": ({"type": "sentencepiece"}, "expected a file name inside"),
     }
     for name, (marker, expect) in cases.items():
-        _refused(_marker_archive(archive, tmp_path / f"{name}.stoker", marker), expect)
+        _refused(_marker_archive(archive, tmp_path / f"{name}.stoker", marker), expect,
+                 outside=secret.parent)
 
 
 # ------------------------------------------------------------------- safetensors content
@@ -122,8 +128,9 @@ def test_malformed_safetensors_headers_are_refused(archive: Path, tmp_path: Path
         "pickle": (pickle.dumps({"w": list(range(100))}), "safetensors header is at most"),
         "short": (b"\x01\x00", "too short"),
     }
-    for case, (bad, expect) in cases.items():
-        _refused(_weights_archive(archive, tmp_path / f"{case}.stoker", bad), expect)
+    for case, (bad, expect) in cases.items():  # the CLI for a few (each costs a process)
+        _refused(_weights_archive(archive, tmp_path / f"{case}.stoker", bad), expect,
+                 cli=case in ("list", "negative", "overlap", "pickle"))
 
 
 def test_overlapping_tensors_are_refused_through_the_api(archive: Path, tmp_path: Path) -> None:
@@ -157,12 +164,18 @@ transformers_needed = pytest.mark.skipif(
     reason="transformers is not installed")
 
 
-def _import_refused(d: Path, expect: str, tmp_path: Path) -> None:
+def _import_refused(d: Path, expect: str, tmp_path: Path, *, outside: Path | None = None,
+                    cli: bool = True) -> None:
+    """Refused by `import_hf` (UserError; nothing opened under ``outside``) and by the CLI."""
     from stoker.package import import_hf
 
     out = tmp_path / "o.stoker"
-    with pytest.raises(UserError, match=expect):
+    with opened_under(outside or tmp_path / "nowhere") as opened, \
+            pytest.raises(UserError, match=expect):
         import_hf(d, out)
+    assert not opened, f"read outside {d}: {opened}"
+    if not cli:
+        return
     r = run_limited("import", "hf", str(d), "--output", str(out))
     assert r.returncode == 2, r.stderr
     assert expect.replace("\\", "") in r.stderr and "Traceback" not in r.stderr, r.stderr
@@ -213,16 +226,17 @@ def test_hf_import_hashes_only_the_files_it_uses_in_bounded_memory(tmp_path: Pat
 @pytest.mark.integration
 def test_hf_index_paths_stay_inside_and_the_index_is_checked(tmp_path: Path) -> None:
     d = hf_dir(tmp_path / "llama")
-    outside = tmp_path / "elsewhere.safetensors"
-    os.replace(d / "model.safetensors", outside)
+    (tmp_path / "elsewhere").mkdir()
+    outside = tmp_path / "elsewhere" / "model.safetensors"
+    os.replace(d / "model.safetensors", outside)  # valid weights: reading them would pass
     index = d / "model.safetensors.index.json"
     for wmap, expect in (({"lm_head.weight": str(outside)}, "is an absolute path"),
-                         ({"lm_head.weight": "../elsewhere.safetensors"}, "climbs out of")):
+                         ({"lm_head.weight": "../elsewhere/model.safetensors"}, "climbs out of")):
         index.write_text(json.dumps({"metadata": {}, "weight_map": wmap}))
-        _import_refused(d, expect, tmp_path)
+        _import_refused(d, expect, tmp_path, outside=outside.parent)
     (d / "w.safetensors").symlink_to(outside)
     index.write_text(json.dumps({"weight_map": {"lm_head.weight": "w.safetensors"}}))
-    _import_refused(d, "leads out of", tmp_path)
+    _import_refused(d, "leads out of", tmp_path, outside=outside.parent)
     index.write_text(json.dumps({"metadata": {}}))
     _import_refused(d, "non-empty 'weight_map'", tmp_path)
     index.write_text("{not json")
@@ -246,8 +260,9 @@ def test_hf_config_is_validated_before_anything_is_built(tmp_path: Path) -> None
                                         r"\(model.safetensors\) has shape \(96, 16\)"),
         "layers": ({"num_hidden_layers": 2}, "weight 'model.layers.1"),
     }
-    for name, (change, expect) in cases.items():
-        _import_refused(hf_dir(tmp_path / name, **change), expect, tmp_path)
+    for name, (change, expect) in cases.items():  # the CLI for the two of the issue
+        _import_refused(hf_dir(tmp_path / name, **change), expect, tmp_path,
+                        cli=name in ("heads0", "vocab"))
 
 
 @transformers_needed
