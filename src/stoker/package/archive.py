@@ -50,6 +50,8 @@ MANIFEST = "MANIFEST.json"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy",
                     ".npz", ".pdparams")
 _CHUNK = 8 << 20
+# config, weights, lineage, a tokenizer's few files and the files a config refers to
+MAX_MEMBERS = 10_000
 
 
 def is_archive(path: str | os.PathLike[str]) -> bool:
@@ -192,7 +194,13 @@ class ArchiveReader:
                                "`stoker pack --checkpoint RUN_DIR --output model.stoker`)")
         try:
             tar = tarfile.open(self.path, mode="r:")
-            infos = tar.getmembers()
+            infos: list[tarfile.TarInfo] = []
+            while (info := tar.next()) is not None:  # counted: headers cost memory too
+                infos.append(info)
+                if len(infos) > MAX_MEMBERS:
+                    tar.close()
+                    raise ArchiveError(f"{where} has more than {MAX_MEMBERS} members; a "
+                                       "stoker archive holds a handful, refusing to read it")
         except (tarfile.TarError, OSError) as e:
             raise ArchiveError(f"{where} is not a stoker model archive (an uncompressed tar "
                                f"written by `stoker pack`): {e}") from None
