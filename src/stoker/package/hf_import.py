@@ -45,32 +45,32 @@ def _read_config(d: Path) -> dict[str, Any]:
         raise UserError(f"{d} has no config.json; it is not a Hugging Face model directory")
     cfg = _json_file(d, "config.json")
     mtype = cfg.get("model_type") if isinstance(cfg, dict) else None
-    if mtype not in SUPPORTED:
-        archs = ", ".join(cfg.get("architectures") or []) if isinstance(cfg, dict) else ""
+    if not isinstance(mtype, str) or mtype not in SUPPORTED:
+        arch = cfg.get("architectures") if isinstance(cfg, dict) else None
+        archs = ", ".join(map(str, arch)) if isinstance(arch, list) else ""
         supported = ", ".join(f"{k} ({v})" for k, v in SUPPORTED.items())
         raise UserError(f"{d} holds a {mtype!r} model{f' ({archs})' if archs else ''}; "
                         f"`stoker import hf` supports: {supported}")
     return cfg
 
 
-# the sizes a Llama config must give as positive integers (before transformers divides by them)
+# the sizes a Llama config gives as positive integers (absent or null: transformers' default)
 _DIMS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
-         "num_attention_heads", "max_position_embeddings")
+         "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings")
 
 
 def _check_dims(raw: dict[str, Any], d: Path) -> None:
-    """Every problem of the config's dimensions at once, before anything is built."""
+    """Every problem of the config's dimensions at once, before anything is built (a zero
+    there would be a ZeroDivisionError inside transformers)."""
     where = d / "config.json"
     problems = []
-    for key in (*_DIMS, "num_key_value_heads", "head_dim"):
+    for key in _DIMS:
         v = raw.get(key)
-        if v is None and key in ("num_key_value_heads", "head_dim"):
-            continue
-        if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
             problems.append(f"{key} must be a positive integer, got {v!r}")
-    if not problems:
-        heads, kv = raw["num_attention_heads"], raw.get("num_key_value_heads") or \
-            raw["num_attention_heads"]
+    if not problems and raw.get("hidden_size") and raw.get("num_attention_heads"):
+        heads = raw["num_attention_heads"]
+        kv = raw.get("num_key_value_heads") or heads
         hidden, head_dim = raw["hidden_size"], raw.get("head_dim")
         if head_dim is None and hidden % heads:
             problems.append(f"num_attention_heads={heads} does not divide "
