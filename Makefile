@@ -49,7 +49,7 @@ mutate: $(DEV_STAMP)
 
 # The property test of untrusted input (tests/package/test_untrusted_fuzz.py) with a larger
 # budget than `make test` gives it (fixed seed either way; FUZZ_EXAMPLES=N to change it).
-FUZZ_EXAMPLES ?= 500
+FUZZ_EXAMPLES ?= 3000
 fuzz: $(DEV_STAMP)
 	STOKER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/package/test_untrusted_fuzz.py

@@ -32,7 +32,7 @@ from hypothesis import strategies as st
 
 from stoker.errors import StokerError
 
-EXAMPLES = int(os.environ.get("STOKER_FUZZ_EXAMPLES", "20"))
+EXAMPLES = int(os.environ.get("STOKER_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
                                        HealthCheck.function_scoped_fixture])

@@ -164,7 +164,9 @@ def _llama_config(raw: dict[str, Any], d: Path) -> Any:
     from stoker.models.hf import _transformers, llama_config_to_gpt
 
     where = d / "config.json"
-    invalid: tuple[type[BaseException], ...] = (TypeError, ValueError, KeyError,
+    # what transformers raises on a config dict of the wrong shape (found by the property
+    # test: a list where it indexes, a None where it calls a method, a zero it divides by)
+    invalid: tuple[type[BaseException], ...] = (TypeError, ValueError, LookupError,
                                                 AttributeError, ArithmeticError)
     try:  # transformers' configs validate fields with huggingface_hub's strict dataclasses
         from huggingface_hub.errors import StrictDataclassError
