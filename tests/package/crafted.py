@@ -159,7 +159,7 @@ def run_limited(*args: str, limit_bytes: int = 3 << 29, cwd: Path | None = None,
 
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONHASHSEED="0")
     return subprocess.run([STOKER, *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          preexec_fn=cap, timeout=timeout)
+                          preexec_fn=cap, timeout=timeout, check=False)
 
 
 _watched: list[tuple[str, list[str]]] = []

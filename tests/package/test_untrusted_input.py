@@ -256,8 +256,8 @@ def test_hf_config_is_validated_before_anything_is_built(tmp_path: Path) -> None
         "kv": ({"num_key_value_heads": 3}, "num_key_value_heads=3 does not divide"),
         "type": ({"hidden_size": "16"}, "hidden_size must be a positive integer, got '16'"),
         # was exit 0, writing an archive that restore then refused
-        "vocab": ({"vocab_size": 1000}, r"vocab_size=1000, but model.embed_tokens.weight "
-                                        r"\(model.safetensors\) has shape \(96, 16\)"),
+        "vocab": ({"vocab_size": 1000}, (r"vocab_size=1000, but model.embed_tokens.weight "
+                                         r"\(model.safetensors\) has shape \(96, 16\)")),
         "layers": ({"num_hidden_layers": 2}, "weight 'model.layers.1"),
     }
     for name, (change, expect) in cases.items():  # the CLI for the two of the issue

@@ -40,8 +40,13 @@ from typing import Any, BinaryIO
 
 from stoker.atomic import atomic_file
 from stoker.errors import ArchiveError
-from stoker.untrusted import MAX_JSON_BYTES, MAX_TOKENIZER_BYTES, read_at_most, size_text, \
-    strict_json
+from stoker.untrusted import (
+    MAX_JSON_BYTES,
+    MAX_TOKENIZER_BYTES,
+    read_at_most,
+    size_text,
+    strict_json,
+)
 
 __all__ = ["FORMAT", "MANIFEST", "ArchiveReader", "ArchiveWriter", "is_archive"]
 

@@ -23,8 +23,14 @@ from pathlib import Path
 from typing import Any
 
 from stoker.errors import UserError
-from stoker.untrusted import MAX_JSON_BYTES, inside, open_regular, read_file, sha256_file, \
-    strict_json
+from stoker.untrusted import (
+    MAX_JSON_BYTES,
+    inside,
+    open_regular,
+    read_file,
+    sha256_file,
+    strict_json,
+)
 
 __all__ = ["SUPPORTED", "import_hf", "read_hf"]
 
