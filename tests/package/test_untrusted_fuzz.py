@@ -7,7 +7,8 @@ JSON values of the wrong type, keys removed or added, paths that point outside, 
 without the manifest re-signed (so content checks are reached, not only the SHA-256).
 Runs in-process through the Python API for speed, each example under an address-space
 cap 1 GiB above what the process already holds (RLIMIT_AS, soft limit, restored after),
-and with an audit hook that records every file opened under a directory planted outside.
+and with an audit hook (``crafted.opened_under``) recording every file opened under a
+directory planted outside (holding valid bait files) or at ``/etc/passwd``.
 
 A fixed seed (``derandomize``) and a small budget under ``make test``; ``make fuzz`` sets
 ``STOKER_FUZZ_EXAMPLES`` for a larger one.
@@ -20,13 +21,12 @@ import os
 import resource
 import shutil
 import struct
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from crafted import members, resign, safetensors_parts, tiny_archive, write_tar
+from crafted import members, opened_under, resign, safetensors_parts, tiny_archive, write_tar
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
@@ -39,17 +39,6 @@ FUZZ = settings(max_examples=EXAMPLES, derandomize=True, deadline=None, database
 
 # ---------------------------------------------------------------- outside the container
 OUTSIDE = Path(os.environ.get("TMPDIR", "/tmp")) / f"stoker-fuzz-outside-{os.getpid()}"
-_opened_outside: list[str] = []
-
-
-def _audit(event: str, args: tuple[Any, ...]) -> None:
-    if event == "open" and args and isinstance(args[0], (str, bytes, os.PathLike)):
-        p = os.fsdecode(args[0])
-        if p.startswith(str(OUTSIDE)) or p == "/etc/passwd":
-            _opened_outside.append(p)
-
-
-sys.addaudithook(_audit)  # hooks cannot be removed; this one only looks at two paths
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +71,14 @@ def bounded(extra: int = 1 << 30) -> Iterator[None]:
 
 def _outcome(fn: Any, *args: Any) -> None:
     """Run ``fn``: success or a StokerError, nothing else, nothing read outside."""
-    del _opened_outside[:]
-    try:
-        with bounded():
-            fn(*args)
-        event("accepted")
-    except StokerError as e:
-        event(f"refused: {type(e).__name__}")
-    assert not _opened_outside, f"read outside the container: {_opened_outside}"
+    with opened_under(OUTSIDE) as opened, opened_under(Path("/etc/passwd")) as passwd:
+        try:
+            with bounded():
+                fn(*args)
+            event("accepted")
+        except StokerError as e:
+            event(f"refused: {type(e).__name__}")
+    assert not opened and not passwd, f"read outside the container: {opened + passwd}"
 
 
 # ------------------------------------------------------------------------ strategies
@@ -212,6 +201,20 @@ def test_malformed_archives_are_typed_errors_or_success(base: dict[str, Any], ou
             write_tar(dst, {**src, target: new})  # not re-signed: the manifest catches it
         else:
             resign(base["archive"], dst, {target: new})
+    _outcome(restore, dst)
+
+
+@FUZZ
+@given(data=st.data())
+def test_tokenizer_paths_never_lead_outside(base: Base, outside: Path, data: Any) -> None:
+    """Focused: every drawn archive names a tokenizer file by a hostile path (re-signed)."""
+    from stoker.package import restore
+
+    path = data.draw(st.one_of(_paths(outside), st.text(max_size=12)))
+    kind = data.draw(st.sampled_from(["hf", "sentencepiece"]))
+    marker = {"type": kind, "file": path}
+    dst = resign(base["archive"], base["root"] / "paths.stoker",
+                 {"tokenizer/stoker_tokenizer.json": json.dumps(marker).encode()})
     _outcome(restore, dst)
 
 
