@@ -96,6 +96,8 @@ def open_regular(path: str | os.PathLike[str], what: str, error: ErrorType = Use
         raise error(f"{what} does not exist") from None
     except OSError as e:
         raise error(f"cannot read {what}: {e.strerror}") from None
+    except ValueError:  # a NUL byte in the path
+        raise error(f"{what}: not a valid path (it holds a NUL byte)") from None
     st = os.fstat(fd)
     if not stat.S_ISREG(st.st_mode):
         os.close(fd)
@@ -135,7 +137,7 @@ def inside(root: str | os.PathLike[str], name: Any, what: str,
     that climbs above ``root``, and a name whose resolved path (links followed) leaves
     ``root``. The returned path is the resolved one, so what is checked is what is read.
     """
-    if not isinstance(name, str) or not name:
+    if not isinstance(name, str) or not name or "\0" in name:
         raise error(f"{what}: expected a file name inside {root}, got {name!r}")
     if name.startswith("/") or "\\" in name or (len(name) > 1 and name[1] == ":"):
         raise error(f"{what}: {name!r} is an absolute path; names inside {root} must be "

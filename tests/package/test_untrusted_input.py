@@ -96,6 +96,7 @@ def test_tokenizer_marker_cannot_read_outside_the_archive(archive: Path, tmp_pat
         "list": ([], "expected a JSON object"),
         "kind": ({"type": "pickle", "file": "tokenizer.json"}, "unknown tokenizer type"),
         "nofile": ({"type": "sentencepiece"}, "expected a file name inside"),
+        "nul": ({"type": "hf", "file": "tokenizer.json\u0000"}, "expected a file name inside"),
     }
     for name, (marker, expect) in cases.items():
         _refused(_marker_archive(archive, tmp_path / f"{name}.stoker", marker), expect,
