@@ -260,6 +260,8 @@ def test_hf_config_is_validated_before_anything_is_built(tmp_path: Path) -> None
         "vocab": ({"vocab_size": 1000}, (r"vocab_size=1000, but model.embed_tokens.weight "
                                          r"\(model.safetensors\) has shape \(96, 16\)")),
         "layers": ({"num_hidden_layers": 2}, "weight 'model.layers.1"),
+        # found by make fuzz: torch's size arithmetic overflowed (RuntimeError)
+        "huge": ({"max_position_embeddings": 1 << 60}, "larger than any model stoker builds"),
     }
     for name, (change, expect) in cases.items():  # the CLI for the two of the issue
         _import_refused(hf_dir(tmp_path / name, **change), expect, tmp_path,

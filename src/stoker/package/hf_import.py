@@ -65,6 +65,10 @@ _DIMS = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers",
          "num_attention_heads", "num_key_value_heads", "head_dim", "max_position_embeddings")
 
 
+# no real model has a size above this; larger ones overflow torch's size arithmetic
+_MAX_DIM = 1 << 24
+
+
 def _check_dims(raw: dict[str, Any], d: Path) -> None:
     """Every problem of the config's dimensions at once, before anything is built (a zero
     there would be a ZeroDivisionError inside transformers)."""
@@ -74,6 +78,9 @@ def _check_dims(raw: dict[str, Any], d: Path) -> None:
         v = raw.get(key)
         if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v <= 0):
             problems.append(f"{key} must be a positive integer, got {v!r}")
+        elif v is not None and v > _MAX_DIM:
+            problems.append(f"{key}={v} is larger than any model stoker builds (at most "
+                            f"{_MAX_DIM})")
     if not problems and raw.get("hidden_size") and raw.get("num_attention_heads"):
         heads = raw["num_attention_heads"]
         kv = raw.get("num_key_value_heads") or heads
@@ -198,8 +205,12 @@ def _check_shapes(state: dict[str, Any], cfg: Any, d: Path) -> None:
 
     from stoker.models import build_model
 
-    with torch.device("meta"):
-        want = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    try:
+        with torch.device("meta"):
+            want = {k: tuple(v.shape) for k, v in build_model(cfg).state_dict().items()}
+    except RuntimeError as e:  # sizes torch cannot even describe
+        raise UserError(f"{d / 'config.json'}: describes a model that cannot be built "
+                        f"({e})") from None
     missing = sorted(set(want) - set(state))
     unexpected = sorted(set(state) - set(want))
     shapes = [f"{k}: weights {tuple(state[k].shape)}, config {want[k]}"
