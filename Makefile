@@ -7,7 +7,7 @@ DEV_STAMP := $(VENV)/.installed-dev
 # The CPU build of torch lies on local disk; an unpinned torch would download GBs of CUDA wheels.
 TORCH := torch==2.13.0
 
-.PHONY: demo test test-all bench install dev clean lint-imports engines mutate
+.PHONY: demo test test-all bench install dev clean lint-imports engines mutate fuzz
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -46,6 +46,13 @@ lint-imports: $(DEV_STAMP)
 # scratch copy of src/; each must make its named tests fail. Not part of `make test`.
 mutate: $(DEV_STAMP)
 	$(BIN)/python tools/mutate/run.py
+
+# The property test of untrusted input (tests/package/test_untrusted_fuzz.py) with a larger
+# budget than `make test` gives it (fixed seed either way; FUZZ_EXAMPLES=N to change it).
+FUZZ_EXAMPLES ?= 3000
+fuzz: $(DEV_STAMP)
+	STOKER_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/package/test_untrusted_fuzz.py
 
 # QUICK=1: every benchmark with --quick (tiny sizes, seconds; what `make test` runs).
 bench: $(DEV_STAMP)

@@ -57,6 +57,15 @@ def test_duplicate_yaml_key_is_an_error(tmp_path, w):
         load(p)
 
 
+def test_duplicate_json_key_is_an_error_with_its_line(tmp_path, w):
+    """JSON refuses a repeated key as YAML and TOML do (json.loads alone keeps the last)."""
+    p = w(tmp_path / "d.json", '{\n  "optim": {\n    "lr": 1,\n    "lr": 2\n  }\n}\n')
+    with pytest.raises(ConfigError, match="duplicate key 'lr'") as e:
+        load(p)
+    assert f"optim.lr ({p}:4)" in str(e.value) and "first defined on line 3" in str(e.value)
+    assert load(w(tmp_path / "ok.json", '{"a": {"lr": 1}, "b": {"lr": 2}}')).b.lr == 2
+
+
 def test_top_level_must_be_a_mapping(tmp_path, w):
     with pytest.raises(ConfigError, match="mapping"):
         load(w(tmp_path / "l.yaml", "- 1\n- 2\n"))

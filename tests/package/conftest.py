@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "train"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # crafted.py: hostile inputs
 
 from train_helpers import run_cli, tiny_corpus_text, tiny_overrides  # noqa: E402
 

@@ -29,6 +29,7 @@ class Mutation:
 CLI = "tests/train/test_train_cli.py"
 CKPT = "tests/train/test_checkpoint.py"
 REFUSAL = "tests/train/test_resume_refusal.py"
+UNTRUSTED = "tests/package/test_untrusted_input.py"
 
 MUTATIONS: list[Mutation] = [
     Mutation(
@@ -477,5 +478,45 @@ MUTATIONS: list[Mutation] = [
               "            pass  # MUTATION\n"),),
         ("tests/train/test_code_provenance.py::"
          "test_a_project_outside_git_records_its_content_not_stokers_checkout",),
+    ),
+    Mutation(
+        "archive-manifest-unbounded",
+        "an archive's MANIFEST.json is refused on its declared size before it is read",
+        (Edit("package/archive.py", "raw = self._raw(MANIFEST, MAX_JSON_BYTES)",
+              "raw = self._raw(MANIFEST, 1 << 40)  # MUTATION: no bound"),),
+        (f"{UNTRUSTED}::test_oversized_manifest_is_refused_before_it_is_read",),
+    ),
+    Mutation(
+        "archive-sparse-members-pass",
+        "a GNU sparse tar member (gigabytes claimed from a few bytes) is refused",
+        (Edit("package/archive.py",
+              "if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:",
+              "if False:  # MUTATION: sparse members pass as regular files"),),
+        (f"{UNTRUSTED}::test_sparse_manifest_claiming_2gib_is_refused_in_bounded_memory",),
+    ),
+    Mutation(
+        "safetensors-overlap-accepted",
+        "safetensors tensors must tile the data region (two over the same bytes refused)",
+        (Edit("train/checkpoint/tensors.py", "        if start != at:\n",
+              "        if False:  # MUTATION: overlaps and gaps accepted\n"),),
+        (f"{UNTRUSTED}::test_overlapping_tensors_are_refused_through_the_api",
+         f"{UNTRUSTED}::test_malformed_safetensors_headers_are_refused"),
+    ),
+    Mutation(
+        "tokenizer-path-escapes",
+        "the file a stoker_tokenizer.json names stays inside the tokenizer directory",
+        (Edit("data/tokenizers.py",
+              """    f = inside(d, info.get("file"), f"{marker}: 'file'", DataError)""",
+              """    f = d / str(info.get("file"))  # MUTATION: no containment"""),),
+        (f"{UNTRUSTED}::test_tokenizer_marker_cannot_read_outside_the_archive",
+         "tests/package/test_untrusted_fuzz.py::test_tokenizer_paths_never_lead_outside"),
+    ),
+    Mutation(
+        "hf-index-escapes",
+        "the weight files an HF index names stay inside the directory",
+        (Edit("package/hf_import.py",
+              """out.append((n, inside(d, n, f"{where}: weight_map")))""",
+              "out.append((n, d / n))  # MUTATION: no containment"),),
+        (f"{UNTRUSTED}::test_hf_index_paths_stay_inside_and_the_index_is_checked",),
     ),
 ]

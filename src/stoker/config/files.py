@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from stoker.errors import ConfigError, ConfigProblem
+from stoker.untrusted import DuplicateKey, no_duplicate_keys
 
 SUFFIXES = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
 # TOML has no null; exported configs write None as this string and loading turns it back.
@@ -326,11 +327,29 @@ def _from_toml(x: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- JSON
+def _duplicate_error(text: str, file: str, key: str) -> ConfigError:
+    """A duplicate JSON key with its path and line, as YAML and TOML report one.
+
+    ``json`` tells which key but not where; the YAML composer (JSON is YAML) finds its
+    line. Where it cannot parse the text, the key alone is reported.
+    """
+    try:
+        _yaml_lines(text, file, check_duplicates=True)
+    except ConfigError as e:
+        return e
+    except Exception:  # noqa: BLE001 - the line is a hint; the duplicate is certain
+        pass
+    return ConfigError(problems=[ConfigProblem(key, f"duplicate key '{key}'", file)])
+
+
 def _parse_json(text: str, file: str) -> tuple[Any, SourceMap]:
     try:
-        data = json.loads(text)
+        # duplicate keys refused, not "last one wins" (YAML and TOML refuse them too)
+        data = json.loads(text, object_pairs_hook=no_duplicate_keys)
     except RecursionError:
         raise _too_deep(file) from None
+    except DuplicateKey as e:
+        raise _duplicate_error(text, file, e.key) from None
     except json.JSONDecodeError as e:
         raise _parse_error(file, e.lineno, e.colno, f"malformed JSON: {e.msg}") from None
     _check_depth(data, file)

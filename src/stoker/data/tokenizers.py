@@ -13,6 +13,12 @@ tokenizer. Each kind saves files its own library can load without stoker:
 A ``stoker_tokenizer.json`` marker in the directory names the kind; a directory with only
 ``tokenizer.json`` or a ``*.model`` file (or such a file given directly) loads too.
 
+A tokenizer directory may come from someone else (an archive, a Hugging Face directory),
+so loading reads it as untrusted (:mod:`stoker.untrusted`): the marker must be a JSON
+object of the known shape, the file it names must stay inside the directory (no absolute
+path, no ``..`` out, no link out), and every file is a regular file read with a size
+limit (:data:`~stoker.untrusted.MAX_TOKENIZER_BYTES`), never a device or a FIFO.
+
 Longer than most modules (~560 lines) on purpose: the three kinds share the interface,
 the marker format and :func:`load_tokenizer`'s detection, and are read side by side when
 one of them changes; training one from input files for the CLI lives apart
@@ -26,8 +32,9 @@ from pathlib import Path
 from typing import Any
 
 from stoker.atomic import atomic_write_bytes
-from stoker.data._io import atomic_write_json, read_json
+from stoker.data._io import atomic_write_json
 from stoker.errors import DataError
+from stoker.untrusted import MAX_JSON_BYTES, MAX_TOKENIZER_BYTES, inside, read_file, strict_json
 
 MARKER = "stoker_tokenizer.json"
 EOS_CANDIDATES = ("<|endoftext|>", "<eos>", "</s>", "<|end_of_text|>", "<|eot_id|>", "[SEP]")
@@ -326,8 +333,13 @@ class HFTokenizer(Tokenizer):
     def from_file(cls, path: str | Path, eos_token: str | None = None) -> HFTokenizer:
         from tokenizers import Tokenizer as _Tok
 
+        # read here, bounded (the library would read any file whole, a device included)
+        data = read_file(path, MAX_TOKENIZER_BYTES, f"tokenizer file {path}", DataError)
         try:
-            tok = _Tok.from_file(str(path))
+            tok = _Tok.from_str(data.decode("utf-8"))
+        except UnicodeDecodeError as e:
+            raise DataError(f"{path}: not a valid Hugging Face tokenizer.json (not UTF-8 "
+                            f"text: {e.reason} at byte {e.start})") from None
         except Exception as e:  # the library raises a bare Exception on bad JSON
             raise DataError(f"{path}: not a valid Hugging Face tokenizer.json ({e})") from e
         return cls(tok, eos_token)
@@ -391,10 +403,7 @@ class SentencePieceTokenizer(Tokenizer):
 
     @classmethod
     def from_file(cls, path: str | Path) -> SentencePieceTokenizer:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as e:
-            raise DataError(f"cannot read SentencePiece model {path}: {e.strerror}") from e
+        data = read_file(path, MAX_TOKENIZER_BYTES, f"SentencePiece model {path}", DataError)
         try:
             return cls(data)
         except DataError as e:
@@ -453,17 +462,8 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
         if (p / "metadata.json").is_file() and (p / "tokenizer").is_dir():
             p = p / "tokenizer"
         marker = p / MARKER
-        if marker.is_file():
-            info = read_json(marker)
-            kind = info.get("type")
-            f = p / info.get("file", "")
-            if kind == "char":
-                return CharTokenizer(info.get("chars", ""))
-            if kind == "hf":
-                return HFTokenizer.from_file(f, info.get("eos_token"))
-            if kind == "sentencepiece":
-                return SentencePieceTokenizer.from_file(f)
-            raise DataError(f"{marker}: unknown tokenizer type {kind!r} (expected one of {KINDS})")
+        if marker.exists() or marker.is_symlink():
+            return _from_marker(p, marker)
         if (p / "tokenizer.json").is_file():
             return HFTokenizer.from_file(p / "tokenizer.json")
         models = sorted(p.glob("*.model"))
@@ -479,6 +479,27 @@ def load_tokenizer(path: str | Path) -> Tokenizer:
             return load_tokenizer(p.parent)
         return HFTokenizer.from_file(p)
     raise DataError(f"{p}: unknown tokenizer file type (expected a directory, tokenizer.json or .model)")
+
+
+def _from_marker(d: Path, marker: Path) -> Tokenizer:
+    """The tokenizer a ``stoker_tokenizer.json`` describes, its fields checked first."""
+    info = strict_json(read_file(marker, MAX_JSON_BYTES, str(marker), DataError), str(marker),
+                       DataError)
+    if not isinstance(info, dict):
+        raise DataError(f"{marker}: expected a JSON object like {{\"type\": \"hf\", \"file\": "
+                        f"\"tokenizer.json\"}}, got a JSON {type(info).__name__}")
+    kind = info.get("type")
+    if kind not in KINDS:
+        raise DataError(f"{marker}: unknown tokenizer type {kind!r} (expected one of {KINDS})")
+    for key, types in (("chars", str), ("eos_token", (str, type(None)))):
+        if key in info and not isinstance(info[key], types):
+            raise DataError(f"{marker}: {key!r} must be a string, got {info[key]!r}")
+    if kind == "char":
+        return CharTokenizer(info.get("chars", ""))
+    f = inside(d, info.get("file"), f"{marker}: 'file'", DataError)
+    if kind == "hf":
+        return HFTokenizer.from_file(f, info.get("eos_token"))
+    return SentencePieceTokenizer.from_file(f)
 
 
 # ------------------------------------------------------------------------------- training

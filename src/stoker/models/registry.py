@@ -149,7 +149,7 @@ def parse_model_config(cfg: Any, *, path: str = "model") -> BaseModel:
             f"{path}.architecture",
             f"missing; one of: {', '.join(MODEL_REGISTRY)} (or a `_target_` node naming any "
             "nn.Module)")])
-    spec = MODEL_REGISTRY.get(arch)
+    spec = MODEL_REGISTRY.get(arch) if isinstance(arch, str) else None
     if spec is None:
         raise ConfigError(problems=[unknown_architecture(str(arch), path)])
     try:

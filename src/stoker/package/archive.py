@@ -13,9 +13,18 @@ Why a tar and no compression: any tool lists and unpacks it, and weights do not 
 reading a member is one seek, and hashing/loading runs at disk speed.
 
 Reading never trusts the file: every member must be a regular file with a relative name
-(no absolute path, no ``..``, no link, no device, no duplicate), every member must be in
-the manifest with its exact size, and a member's bytes are checked against their SHA-256
-before anything uses them. Pickle-format members are refused by name and by content.
+(no absolute path, no ``..``, no link, no device, no duplicate, no GNU sparse member, no
+name that is also another member's directory), every member must be in the manifest with
+its exact size and lie wholly inside the file, and a member's bytes are checked against
+their SHA-256 before anything uses them. Pickle-format members are refused by name and by
+content.
+
+Every read is bounded before it starts, by the size the tar header declares (which the
+manifest must agree with): the manifest and the JSON members at
+:data:`~stoker.untrusted.MAX_JSON_BYTES`, tokenizer files at
+:data:`~stoker.untrusted.MAX_TOKENIZER_BYTES`; weights and ``files/`` members are mapped
+(never copied), only their own byte range. A sparse member is refused because its header
+may claim gigabytes that ``tarfile`` would expand from a few bytes on disk.
 """
 from __future__ import annotations
 
@@ -31,6 +40,13 @@ from typing import Any, BinaryIO
 
 from stoker.atomic import atomic_file
 from stoker.errors import ArchiveError
+from stoker.untrusted import (
+    MAX_JSON_BYTES,
+    MAX_TOKENIZER_BYTES,
+    read_at_most,
+    size_text,
+    strict_json,
+)
 
 __all__ = ["FORMAT", "MANIFEST", "ArchiveReader", "ArchiveWriter", "is_archive"]
 
@@ -39,6 +55,8 @@ MANIFEST = "MANIFEST.json"
 _PICKLE_SUFFIXES = (".pt", ".pth", ".bin", ".pkl", ".pickle", ".ckpt", ".joblib", ".npy",
                     ".npz", ".pdparams")
 _CHUNK = 8 << 20
+# config, weights, lineage, a tokenizer's few files and the files a config refers to
+MAX_MEMBERS = 10_000
 
 
 def is_archive(path: str | os.PathLike[str]) -> bool:
@@ -185,13 +203,25 @@ class ArchiveReader:
                                "`stoker pack --checkpoint RUN_DIR --output model.stoker`)")
         try:
             tar = tarfile.open(self.path, mode="r:")
-            infos = tar.getmembers()
+            infos: list[tarfile.TarInfo] = []
+            while (info := tar.next()) is not None:  # counted: headers cost memory too
+                infos.append(info)
+                if len(infos) > MAX_MEMBERS:
+                    tar.close()
+                    raise ArchiveError(f"{where} has more than {MAX_MEMBERS} members; a "
+                                       "stoker archive holds a handful, refusing to read it")
         except (tarfile.TarError, OSError) as e:
             raise ArchiveError(f"{where} is not a stoker model archive (an uncompressed tar "
                                f"written by `stoker pack`): {e}") from None
         self._tar = tar
         self.entries: dict[str, tarfile.TarInfo] = {}
+        file_size = self.path.stat().st_size
         for info in infos:
+            if info.sparse is not None or info.type == tarfile.GNUTYPE_SPARSE:
+                raise ArchiveError(f"{where}: member {info.name!r} is a GNU sparse file "
+                                   f"(claiming {size_text(info.size)} from a few bytes on "
+                                   "disk); archives hold regular files only, refusing to "
+                                   "read this archive")
             kind = _kind(info)
             if kind != "file":
                 raise ArchiveError(f"{where}: member {info.name!r} is a {kind}; archives hold "
@@ -199,16 +229,22 @@ class ArchiveReader:
             name = _check_name(info.name, where)
             if name in self.entries:
                 raise ArchiveError(f"{where}: member {name!r} appears twice")
+            if info.offset_data + info.size > file_size:
+                raise ArchiveError(f"{where}: member {name!r} ({size_text(info.size)}) runs "
+                                   "past the end of the file; the archive was truncated")
             self.entries[name] = info
+        for name in self.entries:
+            for parent in PurePosixPath(name).parents:
+                if str(parent) in self.entries:
+                    raise ArchiveError(f"{where}: member {str(parent)!r} is a file and also "
+                                       f"the directory of member {name!r}; refusing to read "
+                                       "this archive")
         if MANIFEST not in self.entries:
             raise ArchiveError(f"{where} has no {MANIFEST}; it was not written by `stoker "
                                "pack` or was cut short")
-        raw = self._raw(MANIFEST)
+        raw = self._raw(MANIFEST, MAX_JSON_BYTES)
         self.manifest_sha256 = hashlib.sha256(raw).hexdigest()
-        try:
-            manifest = json.loads(raw)
-        except ValueError:
-            raise ArchiveError(f"{where}: {MANIFEST} is not valid JSON") from None
+        manifest = strict_json(raw, f"{where}: {MANIFEST}", ArchiveError)
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
             raise ArchiveError(f"{where}: unknown archive format "
                                f"{manifest.get('format') if isinstance(manifest, dict) else '?'}"
@@ -222,7 +258,8 @@ class ArchiveReader:
             raise ArchiveError(f"{where}: members do not match {MANIFEST} (not listed: {extra}; "
                                f"missing: {missing}); the archive was altered")
         for name, rec in listed.items():
-            if not isinstance(rec, dict) or self.entries[name].size != rec.get("size"):
+            if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str) or \
+                    self.entries[name].size != rec.get("size"):
                 raise ArchiveError(f"{where}: member {name!r} has size "
                                    f"{self.entries[name].size}, {MANIFEST} says "
                                    f"{rec.get('size') if isinstance(rec, dict) else '?'}; "
@@ -242,10 +279,19 @@ class ArchiveReader:
     def names(self, prefix: str = "") -> list[str]:
         return sorted(n for n in self.entries if n != MANIFEST and n.startswith(prefix))
 
-    def _raw(self, name: str) -> bytes:
+    def _bound(self, name: str, limit: int, kind: str) -> None:
+        """Refuse a member whose header declares more than ``limit`` bytes, before reading."""
+        size = self.entries[name].size
+        if size > limit:
+            raise ArchiveError(f"{self.path}: member {name!r} declares {size_text(size)}; a "
+                               f"{kind} is at most {size_text(limit)}, refusing to read it")
+
+    def _raw(self, name: str, limit: int) -> bytes:
+        """An unverified member (only the manifest, which verifies the rest), bounded."""
+        self._bound(name, limit, "manifest")
         f = self._tar.extractfile(self.entries[name])
         assert f is not None  # regular files only
-        return f.read()
+        return read_at_most(f, limit, f"{self.path}: member {name!r}", ArchiveError)
 
     def view(self, name: str) -> memoryview:
         """A member's bytes, verified against the manifest (memory-mapped, copy-on-write)."""
@@ -256,9 +302,12 @@ class ArchiveReader:
         with open(self.path, "rb") as f:
             if info.size == 0:
                 data = memoryview(b"")
-            else:
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_COPY)
-                data = memoryview(mm)[info.offset_data : info.offset_data + info.size]
+            else:  # only this member's pages are mapped
+                start = info.offset_data - info.offset_data % mmap.ALLOCATIONGRANULARITY
+                skip = info.offset_data - start
+                mm = mmap.mmap(f.fileno(), skip + info.size, access=mmap.ACCESS_COPY,
+                               offset=start)
+                data = memoryview(mm)[skip : skip + info.size]
         if name not in self._verified:
             digest = _sha256(data)
             want = self.manifest["members"][name].get("sha256")
@@ -273,15 +322,20 @@ class ArchiveReader:
     def read(self, name: str) -> bytes:
         return bytes(self.view(name))
 
-    def read_json(self, name: str) -> Any:
-        try:
-            return json.loads(bytes(self.view(name)))
-        except ValueError:
-            raise ArchiveError(f"{self.path}: member {name!r} is not valid JSON") from None
+    def read_json(self, name: str, limit: int = MAX_JSON_BYTES) -> Any:
+        """A JSON member (at most ``limit`` bytes, duplicate keys refused), verified."""
+        if name in self.entries:
+            self._bound(name, limit, "JSON member")
+        return strict_json(bytes(self.view(name)), f"{self.path}: member {name!r}",
+                           ArchiveError)
 
-    def extract(self, prefix: str, dest: str | os.PathLike[str]) -> Path:
-        """Write the verified members under ``prefix/`` into ``dest`` (their relative paths)."""
+    def extract(self, prefix: str, dest: str | os.PathLike[str], *,
+                limit: int = MAX_TOKENIZER_BYTES) -> Path:
+        """Write the verified members under ``prefix/`` into ``dest`` (their relative paths),
+        each at most ``limit`` bytes (checked on every header before anything is written)."""
         dest = Path(dest)
+        for name in self.names(prefix + "/"):
+            self._bound(name, limit, f"member under {prefix}/")
         for name in self.names(prefix + "/"):
             target = dest / name[len(prefix) + 1 :]
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -103,17 +103,25 @@ def _refuse_pickle(reader: ArchiveReader, name: str, data: Any) -> None:
                            "no pickles (loading one can run code), so refusing this archive")
 
 
-def _tokenizer(reader: ArchiveReader, prefix: str | None) -> Any | None:
+def _tokenizer(reader: ArchiveReader, prefix: str | None, path: Any) -> Any | None:
+    """The tokenizer under ``prefix/``; a bad one is an ArchiveError naming the member."""
     if not prefix:
         return None
     from stoker.data.tokenizers import load_tokenizer
+    from stoker.errors import DataError
 
+    if not isinstance(prefix, str) or not reader.names(prefix + "/"):
+        raise ArchiveError(f"{path}: config.json names tokenizer {prefix!r}, but the archive "
+                           "has no members under it")
     for name in reader.names(prefix.rstrip("/") + "/"):
         _refuse_pickle(reader, name, reader.view(name))
-
     with tempfile.TemporaryDirectory(prefix="stoker-restore-") as tmp:
         reader.extract(prefix, tmp)
-        return load_tokenizer(tmp)
+        try:
+            return load_tokenizer(tmp)
+        except DataError as e:  # said of the members, not of the private temp copy
+            said = str(e).replace(str(Path(tmp).resolve()), prefix).replace(tmp, prefix)
+            raise ArchiveError(f"{path}: its tokenizer is unusable: {said}") from None
 
 
 def _read_weights(reader: ArchiveReader, config: dict[str, Any], path: Any) -> dict[str, Any]:
@@ -135,9 +143,35 @@ def _read_weights(reader: ArchiveReader, config: dict[str, Any], path: Any) -> d
     return state
 
 
+# config.json's top-level keys and the JSON types each may hold (None: absent or null)
+_CONFIG_SHAPE: dict[str, tuple[type, ...]] = {
+    "weights": (str,), "tied": (dict, type(None)), "tokenizer": (str, type(None)),
+    "imports": (list, type(None)), "eval": (dict, type(None)), "format": (str, type(None)),
+}
+
+
+def _config_shape(config: Any, path: Any) -> dict[str, Any]:
+    """config.json as a JSON object of the shape pack writes, or an ArchiveError naming the
+    key, before any of it is used."""
+    if not isinstance(config, dict):
+        raise ArchiveError(f"{path}: config.json is not a JSON object")
+    for key, types in _CONFIG_SHAPE.items():
+        if key in config and not isinstance(config[key], types):
+            raise ArchiveError(f"{path}: config.json's {key!r} is "
+                               f"{type(config[key]).__name__} {config[key]!r}, expected "
+                               f"{' or '.join(t.__name__ for t in types)}")
+    tied = config.get("tied") or {}
+    if not all(isinstance(k, str) and isinstance(v, str) for k, v in tied.items()):
+        raise ArchiveError(f"{path}: config.json's 'tied' must map tensor names to tensor "
+                           f"names, got {tied!r}")
+    if not all(isinstance(m, str) for m in config.get("imports") or []):
+        raise ArchiveError(f"{path}: config.json's 'imports' must be module names")
+    return config
+
+
 def _checked_config(reader: ArchiveReader, trust: Any, path: Any) -> dict[str, Any]:
-    config = reader.read_json("config.json")
-    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+    config = _config_shape(reader.read_json("config.json"), path)
+    if not isinstance(config.get("model"), dict):
         raise ArchiveError(f"{path}: config.json has no model section")
     check_targets(config, trust, source=f"archive {path}")
     return config
@@ -150,9 +184,7 @@ def archive_state_dict(path: str | os.PathLike[str]) -> tuple[dict[str, Any], di
     against a trust list, no file is extracted, the tokenizer is not loaded.
     """
     with ArchiveReader(path) as reader:
-        config = reader.read_json("config.json")
-        if not isinstance(config, dict):
-            raise ArchiveError(f"{path}: config.json is not a JSON object")
+        config = _config_shape(reader.read_json("config.json"), path)
         return _read_weights(reader, config, path), config, reader.manifest_sha256
 
 
@@ -164,7 +196,7 @@ def load_weights(path: str | os.PathLike[str], *, trust: tuple[str, ...] | list[
         digest = reader.manifest_sha256[:16]
         config = _localize(config, reader, digest)
         state = _read_weights(reader, config, path)
-        tok = _tokenizer(reader, config.get("tokenizer"))
+        tok = _tokenizer(reader, config.get("tokenizer"), path)
         lineage = reader.read_json("lineage.json") if "lineage.json" in reader.entries else {}
     return ArchiveContents(config, state, tok, lineage if isinstance(lineage, dict) else {},
                            digest)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from stoker.errors import CheckpointError
+from stoker.errors import CheckpointError, UserError
 from stoker.train.checkpoint.checksums import Hasher
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,6 +38,9 @@ __all__ = ["DamagedFile", "nonfinite", "read_verified", "parse_safetensors",
 
 _CHUNK = 16 << 20  # write/hash granularity for big tensors
 _BACKGROUND_HASH_BYTES = 8 << 20  # files this big are hashed on a helper thread
+# the JSON header of a safetensors file: kilobytes in practice (about 100 bytes a tensor);
+# a larger claim is garbage or a memory bomb (the format's own reader allows 100 MB)
+MAX_HEADER_BYTES = 16 << 20
 
 
 class DamagedFile(Exception):
@@ -234,36 +237,87 @@ def read_verified(ckpt: Path, fname: str, rec: Mapping[str, Any], algo: str) -> 
     return buf
 
 
+def _header_entry(path: Path, name: str, info: Any, from_name: dict[str, Any]
+                  ) -> tuple[Any, list[int], int, int]:
+    """(dtype, shape, start, end) of one tensor's header entry, or DamagedFile saying why."""
+    def bad(why: str) -> DamagedFile:
+        return DamagedFile(f"{path}: header entry of tensor {name!r} {why}")
+
+    if not isinstance(info, dict) or set(info) != {"dtype", "shape", "data_offsets"}:
+        raise bad("must be an object with exactly dtype, shape and data_offsets")
+    dtype = from_name.get(info["dtype"]) if isinstance(info["dtype"], str) else None
+    if dtype is None:
+        raise bad(f"has an unknown dtype {info['dtype']!r} (known: {', '.join(from_name)})")
+    shape, offsets = info["shape"], info["data_offsets"]
+    if not isinstance(shape, list) or not all(_is_count(s) for s in shape):
+        raise bad(f"has shape {shape!r}; a shape is a list of non-negative integers")
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(map(_is_count, offsets)) \
+            or offsets[0] > offsets[1]:
+        raise bad(f"has data_offsets {offsets!r}; expected [start, end] with 0 <= start <= end")
+    return dtype, shape, offsets[0], offsets[1]
+
+
+def _is_count(x: Any) -> bool:
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
 def parse_safetensors(ckpt: Path, fname: str, buf: Any) -> dict[str, torch.Tensor]:
-    """Tensors of a safetensors file held in ``buf``, without copying the data."""
+    """Tensors of a safetensors file held in ``buf``, without copying the data.
+
+    The file may come from anyone (an archive, a Hugging Face directory), so the header is
+    checked whole before any tensor is made: a JSON object of at most
+    :data:`MAX_HEADER_BYTES` (duplicate keys refused), each entry exactly ``dtype`` (known),
+    ``shape`` (non-negative integers) and ``data_offsets``; each tensor's byte length is its
+    element count times its dtype's size; and the tensors tile the data region exactly (no
+    overlap, no gap, nothing after the last), as the format's own reader requires. Two
+    tensors over the same bytes would otherwise alias each other's memory.
+    """
     import torch
+
+    from stoker.untrusted import size_text, strict_json
 
     _, from_name = _dtype_tables()
     path = ckpt / fname
     if len(buf) < 8:
         raise DamagedFile(f"{path} is too short to be a safetensors file")
     (n,) = struct.unpack("<Q", bytes(buf[:8]))
+    if n > MAX_HEADER_BYTES:
+        raise DamagedFile(f"{path} declares a {size_text(n)} header; a safetensors header is "
+                          f"at most {size_text(MAX_HEADER_BYTES)} (not a safetensors file?)")
     if 8 + n > len(buf):
         raise DamagedFile(f"{path} has a header longer than the file")
     try:
-        header = json.loads(bytes(buf[8 : 8 + n]))
-    except ValueError:
-        raise DamagedFile(f"{path} has an unreadable header") from None
+        header = strict_json(bytes(buf[8 : 8 + n]), "header", _HeaderError)
+    except _HeaderError as e:
+        raise DamagedFile(f"{path} has an unreadable header ({e})") from None
+    if not isinstance(header, dict):
+        raise DamagedFile(f"{path}: its header is a JSON {type(header).__name__}, not an "
+                          "object of tensor names")
+    if not isinstance(header.get("__metadata__", {}), dict):
+        raise DamagedFile(f"{path}: its __metadata__ is not a JSON object")
     base = 8 + n
-    out: dict[str, torch.Tensor] = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            dtype = from_name[info["dtype"]]
-            shape = [int(s) for s in info["shape"]]
-            start, end = (int(x) for x in info["data_offsets"])
-        except (KeyError, TypeError, ValueError):
-            raise DamagedFile(f"{path}: bad header entry for tensor {name!r}") from None
-        numel = math.prod(shape)
+    entries = {name: _header_entry(path, name, info, from_name)
+               for name, info in header.items() if name != "__metadata__"}
+    at = 0
+    for name, (dtype, shape, start, end) in sorted(entries.items(),
+                                                   key=lambda kv: kv[1][2:]):
         itemsize = torch.empty((), dtype=dtype).element_size()
-        if end - start != numel * itemsize or start < 0 or base + end > len(buf):
-            raise DamagedFile(f"{path}: tensor {name!r} does not fit its recorded size")
+        if end - start != math.prod(shape) * itemsize:
+            raise DamagedFile(f"{path}: tensor {name!r} of shape {shape} and dtype "
+                              f"{dtype} needs {math.prod(shape) * itemsize} bytes, its "
+                              f"data_offsets [{start}, {end}] give {end - start}")
+        if start != at:
+            raise DamagedFile(f"{path}: tensor {name!r} starts at byte {start} of the data, "
+                              f"where {'the previous tensor ends at' if at else 'the data starts at'}"
+                              f" {at}; tensors must tile the data region "
+                              f"({'overlap' if start < at else 'gap'})")
+        at = end
+    if base + at != len(buf):
+        raise DamagedFile(f"{path}: the tensors cover {at} bytes of data but the file holds "
+                          f"{len(buf) - base}; the file was truncated or has bytes appended")
+    out: dict[str, torch.Tensor] = {}
+    for name, (dtype, shape, start, _end) in entries.items():
+        numel = math.prod(shape)
         if numel == 0:
             out[name] = torch.empty(shape, dtype=dtype)
         else:
@@ -273,3 +327,5 @@ def parse_safetensors(ckpt: Path, fname: str, buf: Any) -> dict[str, torch.Tenso
     return out
 
 
+class _HeaderError(UserError):
+    """How :func:`strict_json` reports a bad header here (turned into DamagedFile)."""
