@@ -30,13 +30,16 @@ demo: $(STAMP)
 	$(BIN)/stoker demo
 
 # lint-imports: the layers contract in pyproject.toml (docs/ARCHITECTURE.md); a wrong-way
-# import fails here, naming the importing module and line.
+# import fails here, naming the importing module and line. ruff: the rules pinned in
+# pyproject.toml ([tool.ruff.lint]).
 test: $(DEV_STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests benchmarks tools examples
 	$(BIN)/python -m pytest -q -m "not slow" -p no:cacheprovider
 
 test-all: $(DEV_STAMP)
 	$(BIN)/lint-imports
+	$(BIN)/ruff check src tests benchmarks tools examples
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint-imports: $(DEV_STAMP)

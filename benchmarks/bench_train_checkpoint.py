@@ -134,15 +134,15 @@ def main() -> None:
 
     def med(name: str) -> tuple[float, float, float]:
         s = statistics.median(x[0] for x in results[name])
-        l = statistics.median(x[1] for x in results[name])
+        ld = statistics.median(x[1] for x in results[name])
         tot = statistics.median(x[0] + x[1] for x in results[name])
-        return s, l, tot
+        return s, ld, tot
 
     base = med("torch.save/load")[2]
     print(f"{'':28s} {'save ms':>9s} {'load ms':>9s} {'total ms':>9s} {'vs torch':>9s}")
     for name, _ in configs:
-        s, l, tot = med(name)
-        print(f"{name:28s} {s * 1e3:9.1f} {l * 1e3:9.1f} {tot * 1e3:9.1f} {tot / base:8.2f}x")
+        s, ld, tot = med(name)
+        print(f"{name:28s} {s * 1e3:9.1f} {ld * 1e3:9.1f} {tot * 1e3:9.1f} {tot / base:8.2f}x")
     fs_on = med("stoker crc32, fsync on")[2]
     fs_off = med("stoker crc32, fsync off")[2]
     print(f"ratio (stoker crc32, fsync off) / torch: {fs_off / base:.2f}x  (target <= 1.2x)")

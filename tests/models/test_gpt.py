@@ -8,6 +8,12 @@ from stoker.errors import ConfigError, UserError
 from stoker.models import GPTConfig, build_model, count_parameters
 
 
+def _repeat_kv(t, kv_heads: int, head_dim: int, heads: int):
+    """Grouped key/value rows repeated to one per query head (an MHA's layout)."""
+    return t.view(kv_heads, head_dim, -1).repeat_interleave(heads // kv_heads, 0) \
+        .reshape(heads * head_dim, -1)
+
+
 def tiny(**kw):
     base = dict(vocab_size=50, n_layers=2, dim=32, n_heads=4, max_seq_len=32)
     base.update(kw)
@@ -54,8 +60,8 @@ def test_gqa_equals_mha_with_repeated_kv_heads():
     for i in range(2):
         w = sd[f"layers.{i}.attn.wqkv.weight"]
         q, k, v = w.split([H * hd, K * hd, K * hd])
-        rep = lambda t: t.view(K, hd, -1).repeat_interleave(H // K, 0).reshape(H * hd, -1)
-        sd[f"layers.{i}.attn.wqkv.weight"] = torch.cat([q, rep(k), rep(v)])
+        sd[f"layers.{i}.attn.wqkv.weight"] = torch.cat(
+            [q, _repeat_kv(k, K, hd, H), _repeat_kv(v, K, hd, H)])
     mha.load_state_dict(sd)
     x = torch.randint(0, 50, (2, 10))
     torch.testing.assert_close(gqa(x)["logits"], mha(x)["logits"], rtol=1e-5, atol=1e-5)

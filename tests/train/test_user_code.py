@@ -5,7 +5,6 @@ their resume contract, plugins, and the messages for bad input (exit 2, nothing 
 from __future__ import annotations
 
 import os
-import sys
 import textwrap
 from pathlib import Path
 
