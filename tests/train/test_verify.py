@@ -91,6 +91,23 @@ def test_verify_refuses_what_is_not_a_run(run6: Path, stoker_cmd, tmp_path: Path
         assert "Traceback" not in proc.stderr
 
 
+def test_a_span_with_nothing_recorded_is_bad_input_not_a_failure(run6: Path, stoker_cmd,
+                                                                  tmp_path: Path) -> None:
+    """A run that logs every N steps (the demo: 50) re-run over a span that has no logged
+    loss and ends at no checkpoint compared nothing: exit 2 saying so, never "does not
+    reproduce" (exit 1)."""
+    run = tmp_path / "run"
+    shutil.copytree(run6, run)
+    metrics = run / "metrics.jsonl"
+    kept = [ln for ln in metrics.read_text().splitlines()
+            if json.loads(ln).get("step") not in (4, 5) or "loss" not in json.loads(ln)]
+    metrics.write_text("\n".join(kept) + "\n")
+    proc = run_cli(stoker_cmd, "verify", str(run), "--steps", "1")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "nothing recorded to compare" in proc.stderr and "steps 3, 6" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
 def test_on_another_machine_a_small_drift_reproduces_within_the_tolerance(
         run6: Path, stoker_cmd, tmp_path: Path) -> None:
     """The run says it was recorded on another CPU: a float-level deviation passes (and is

@@ -153,6 +153,12 @@ def plan_verify(run_dir: str | Path, *, from_step: int | None = None,
         if end > order[-1]:
             raise UserError(f"--steps {steps} from step {start} goes past the run's last "
                             f"checkpoint (step {order[-1]}); nothing recorded there")
+    logged = [s for s in _losses(run) if start < s <= end]
+    if end not in ckpts and not logged:  # a re-run with nothing to compare proves nothing
+        raise UserError(f"steps {start + 1}..{end} of {run} hold no logged loss and end at no "
+                        f"checkpoint, so there is nothing recorded to compare with; its "
+                        f"checkpoints are at steps {', '.join(map(str, order))}: give --steps "
+                        "to reach one (or leave --steps out to re-run up to the next)")
     return VerifyPlan(run, start, end, ckpts.get(start) if start else None, ckpts.get(end))
 
 
