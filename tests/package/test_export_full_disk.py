@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from train_helpers import run_cli
 
+from tests._shared.engines import no_engine
 from tests._shared.full_disk import fill, small_disk
 
 pytest.importorskip("transformers")
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.integration
 def test_export_hf_on_a_full_disk(stoker_cmd, gpt_run: Path, tmp_path: Path) -> None:
     with small_disk(tmp_path / "disk", 2048) as disk:
         if disk is None:
-            pytest.skip("a small tmpfs needs root and mount rights")
+            no_engine("a small tmpfs", "mounting one needs root and mount rights")
         fill(disk, 40_000)  # room for the directory and a little, not for the weights
         before = sorted(p.name for p in disk.iterdir())
         out = disk / "hf"

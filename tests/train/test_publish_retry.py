@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from train_helpers import run_cli, tiny_overrides
 
+from tests._shared.engines import no_engine
 from tests._shared.full_disk import fill, small_disk
 
 pytestmark = pytest.mark.integration
@@ -24,7 +25,7 @@ def test_failed_publish_is_published_by_the_rerun(stoker_cmd, tiny_data: Path,
 
     with small_disk(tmp_path / "disk", 2048) as disk:
         if disk is None:
-            pytest.skip("a small tmpfs needs root and mount rights")
+            no_engine("a small tmpfs", "mounting one needs root and mount rights")
         reg = disk / "reg"
         env = {**os.environ, "STOKER_REGISTRY": str(reg)}
         out = tmp_path / "run"
